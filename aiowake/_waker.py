@@ -1,0 +1,234 @@
+"""``Waker``: a descriptor that a loop watches for readability and that anyone may poke.
+
+The protocol, in two parts.
+
+**The token (coalescing).** ``_armed`` is a dict that holds the single key ``_TOKEN`` while no wake
+is pending. ``wake()`` takes the token with ``dict.pop(key, None)``, which is atomic: it is one C
+call, which neither another thread (it holds the GIL throughout; on free-threaded builds the dict's
+own lock) nor a Python signal handler (those run between bytecodes) can split. So of any number of
+concurrent wakes exactly one gets the token, and only that one writes. ``drain()`` puts the token
+back *only after its read consumed a byte*. Together:
+
+    the token is absent  <=>  one byte is in the descriptor, or is about to be written,
+                              and no drain has consumed it yet.
+
+Hence at most one byte is ever in flight (a pipe or socket can never fill), a wake that finds the
+token gone needs no system call, and no wakeup is lost: a drain that runs while the token holder
+has not written yet reads nothing and leaves the token out, so the late byte makes the descriptor
+readable and the next drain re-arms. (Re-arming before, or regardless of, the read is the classic
+bug: a wake slipping in between writes a byte the read then swallows, or two bytes pile up, and in
+the first case the waker is left "pending" with nothing to read, stuck for good.)
+
+**The lock (lifetime).** The token holder writes under ``_lock``, and ``drain()`` and ``close()``
+hold it too; ``close()`` sets the descriptors to -1 before closing them. So no write or read can
+use a descriptor number after ``close()`` released it to the OS, which could meanwhile have handed
+the number to someone else's file. The lock is reentrant because a signal handler may call
+``wake()`` in a thread that holds it (inside ``drain()``); the handler then sees either the open
+descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never touch the lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+import weakref
+from types import TracebackType
+from typing import Final, Self, final
+
+from ._backends import AUTO_ORDER, BACKENDS, Backend, resolve
+
+__all__ = ["Waker"]
+
+_TOKEN: Final = 0
+
+# The two system calls of the protocol, as module globals so that tests can count them and
+# inject faults by patching exactly these (and nothing else in the process).
+_write = os.write
+_read = os.read
+
+
+@final
+class Waker:
+    """A self-pipe: ``wake()`` from anywhere makes ``fileno()`` readable until ``drain()``.
+
+    ``backend`` is ``"eventfd"`` (Linux), ``"pipe"`` (POSIX), ``"socketpair"``, ``"tcp"`` (the
+    TCP-loopback :func:`aiowake.fallback_socketpair`) or ``"auto"``, the fastest one this
+    platform has. Descriptors are non-blocking and close-on-exec.
+
+    Watch it with ``loop.add_reader(waker.fileno(), callback)`` or
+    ``selector.register(waker, selectors.EVENT_READ)``; in the callback call ``drain()`` first,
+    then look for work: every wake that returned before ``drain()`` started is then seen.
+    """
+
+    __slots__ = ("__weakref__", "_armed", "_backend", "_lock", "_rfd", "_wfd")
+
+    @staticmethod
+    def backends() -> tuple[str, ...]:
+        """The backend names this platform offers, fastest first (``"auto"`` picks the first)."""
+        return tuple(name for name in AUTO_ORDER if name in BACKENDS)
+
+    def __init__(self, backend: str = "auto") -> None:
+        self._rfd = self._wfd = -1  # so that __del__ and repr work if opening fails
+        self._backend: Backend = resolve(backend)
+        self._lock = threading.RLock()
+        self._armed: dict[int, bool] = {}
+        self._rfd, self._wfd = self._backend.open()
+        self._armed[_TOKEN] = True
+        _track(self)
+
+    @property
+    def backend(self) -> str:
+        """The backend's name; never ``"auto"``."""
+        return self._backend.name
+
+    @property
+    def closed(self) -> bool:
+        return self._rfd < 0
+
+    def fileno(self) -> int:
+        """The descriptor to watch for readability. Raises ValueError once closed."""
+        fd = self._rfd
+        if fd < 0:
+            raise ValueError("I/O operation on closed Waker")
+        return fd
+
+    def wake(self) -> None:
+        """Make ``fileno()`` readable, if it is not already; return at once.
+
+        Any thread may call it, and so may a Python signal handler, also one that interrupts
+        ``wake()`` itself. It never waits for I/O: the descriptor is non-blocking and at most one
+        byte is ever in it. Wakes before the next ``drain()`` cost one write in all; the others
+        make no system call. After ``close()`` it does nothing. An OS error other than "would
+        block" (which cannot happen while the token protocol holds) propagates.
+        """
+        if self._armed.pop(_TOKEN, None) is None:
+            return  # a byte is written or about to be: nothing to add
+        with self._lock:
+            fd = self._wfd
+            if fd < 0:
+                return  # closed; the token stays out, so later wakes return above
+            try:
+                _write(fd, self._backend.payload)
+            except BlockingIOError:
+                pass  # full, so readable: the wakeup is pending all the same
+            except BaseException:
+                # Nothing was written: give the token back, or no wake would ever write again.
+                self._armed[_TOKEN] = True
+                raise
+
+    def drain(self) -> bool:
+        """Consume every pending wake without blocking; True if there was one.
+
+        Call it from the thread that watches ``fileno()`` (the loop), before looking for work. It
+        returns False when nothing was pending and after ``close()``. A wake that races the drain
+        is never lost: it is either consumed here (and its work, queued before it, is there to be
+        found after this returns) or leaves ``fileno()`` readable for the next round.
+        """
+        with self._lock:
+            fd = self._rfd
+            if fd < 0:
+                return False
+            try:
+                data = _read(fd, self._backend.read_size)
+            except BlockingIOError:
+                return False  # nothing yet; if the token is out, its byte is on its way
+            # Read first, then re-arm (see the module docstring for why not the other way).
+            if data:
+                self._armed[_TOKEN] = True
+                return True
+            return False  # end of file: cannot happen while we hold both ends open
+
+    def close(self) -> None:
+        """Close the descriptors; idempotent. Wakes after (or racing) it write nothing anywhere.
+
+        Any thread may call it; not a signal handler. Closing a waker that a loop still watches
+        is the caller's bug, as it is for any descriptor: remove the reader first.
+        """
+        with self._lock:
+            rfd, wfd = self._rfd, self._wfd
+            if rfd < 0:
+                return
+            # Mark closed before closing: a signal handler running in this thread between the
+            # two sees -1, never a descriptor number the OS may already have reused.
+            self._rfd = self._wfd = -1
+            self._armed.clear()
+            try:
+                os.close(rfd)
+            finally:
+                if wfd != rfd:
+                    os.close(wfd)
+        _untrack(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._rfd < 0:
+            state, fds = "closed", ""
+        else:
+            state = "idle" if self._armed else "pending"
+            fds = f" fd={self._rfd}" if self._rfd == self._wfd else f" fds=({self._rfd}, {self._wfd})"
+        return f"<aiowake.Waker backend={self._backend.name!r}{fds} {state}>"
+
+    def __del__(self) -> None:
+        if self._rfd >= 0:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+            self.close()
+
+    def _reopen_in_child(self) -> None:
+        """After fork, in the child: fresh descriptors under the same numbers, fresh lock, idle.
+
+        The old lock may be held by a parent thread that does not exist here. Keeping the numbers
+        (``dup2``) keeps every ``add_reader``/``selector.register`` the child makes valid.
+        """
+        self._lock = threading.RLock()
+        if self._rfd < 0:
+            return
+        new_r, new_w = self._backend.open()
+        os.dup2(new_r, self._rfd, inheritable=False)
+        os.close(new_r)
+        if new_w != new_r:
+            os.dup2(new_w, self._wfd, inheritable=False)
+            os.close(new_w)
+        self._armed[_TOKEN] = True
+
+
+# Every open Waker, so that a forked child can give each its own descriptors. The lock is held
+# across fork() (before/after hooks), so the child never inherits it held by a vanished thread.
+_live: weakref.WeakSet[Waker] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _track(waker: Waker) -> None:
+    with _live_lock:
+        _live.add(waker)
+
+
+def _untrack(waker: Waker) -> None:
+    with _live_lock:
+        _live.discard(waker)
+
+
+def _after_fork_in_child() -> None:
+    try:
+        for waker in list(_live):
+            waker._reopen_in_child()
+    finally:
+        _live_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_live_lock.acquire,
+        after_in_parent=_live_lock.release,
+        after_in_child=_after_fork_in_child,
+    )

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import selectors
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import aiowake
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is in the test dependencies on POSIX
+    uvloop = None
+
+BACKENDS = aiowake.Waker.backends()
+
+
+def open_fds() -> set[int]:
+    """This process's open descriptors (Linux: /proc/self/fd; elsewhere /dev/fd)."""
+    path = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    fds = set()
+    for name in os.listdir(path):
+        fd = int(name)
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the directory's own descriptor, closed by now
+        fds.add(fd)
+    return fds
+
+
+@pytest.fixture
+def fd_guard() -> Iterator[None]:
+    """Fails the test if it leaves a descriptor open that it did not find."""
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    assert not leaked, f"descriptors leaked: {sorted(leaked)}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def waker(backend: str) -> Iterator[aiowake.Waker]:
+    with aiowake.Waker(backend) as w:
+        yield w
+
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _stock_debug_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.set_debug(True)
+    return loop
+
+
+LOOP_FACTORIES: dict[str, LoopFactory] = {"asyncio": _stock_debug_loop}
+if uvloop is not None:
+    LOOP_FACTORIES["uvloop"] = uvloop.new_event_loop
+
+
+@pytest.fixture(params=list(LOOP_FACTORIES))
+def loop_factory(request: pytest.FixtureRequest) -> LoopFactory:
+    """A factory for stock asyncio loops (debug mode on) and uvloop loops."""
+    return LOOP_FACTORIES[request.param]
+
+
+class ExceptionHandlerGuard:
+    """Records calls of a loop's exception handler; the test fails if any is left unclaimed."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict[str, Any]] = []
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        self.contexts.append(context)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.contexts = self.contexts, []
+        return taken
+
+
+@pytest.fixture
+def run_in_loop(
+    loop_factory: LoopFactory,
+) -> Iterator[Callable[..., Any]]:
+    """``run_in_loop(coro_fn, *args)`` runs a coroutine on a fresh loop of the parametrized kind.
+
+    The loop's exception handler is recorded; anything it received fails the test unless the
+    test claimed it with ``run_in_loop.handler.take()``.
+    """
+    handler = ExceptionHandlerGuard()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def run(coro_fn: Callable[..., Any], *args: Any) -> Any:
+        loop = loop_factory()
+        loops.append(loop)
+        loop.set_exception_handler(handler)
+        try:
+            return loop.run_until_complete(coro_fn(*args))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    run.handler = handler  # type: ignore[attr-defined]
+    yield run
+    assert not handler.contexts, f"unexpected calls of the loop's exception handler: {handler.contexts}"
+
+
+def readable(fd: int | aiowake.Waker) -> bool:
+    """Whether *fd* polls readable right now."""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        return bool(sel.select(0))
+
+
+def start_thread(target: Callable[[], object], name: str = "aiowake-test") -> threading.Thread:
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
+
+
+requires_linux = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux (/proc, eventfd)")
