@@ -90,10 +90,10 @@ if hasattr(socket, "socketpair"):
     BACKENDS["socketpair"] = Backend("socketpair", _open_socketpair, _ONE_BYTE, 64)
 BACKENDS["tcp"] = Backend("tcp", _open_tcp, _ONE_BYTE, 64)
 
-#: ``backend="auto"`` takes the first available of these. Measured on Linux 6.18, Python 3.11,
-#: both threads pinned to one CPU (``python -m benchmarks --cases 'selectors-*'``): eventfd is the
-#: cheapest wake and holds one descriptor instead of two; pipe is next; the socket pairs cost more
-#: per system call.
+#: ``backend="auto"`` takes the first available of these. Measured on Linux 6.18, Python 3.11, a
+#: 2-vCPU VM, one thread pinned to one CPU, 7 interleaved rounds of 50,000 wake()+drain() cycles
+#: (median per cycle): eventfd 1.99 us, pipe 2.29 us, socketpair 3.94 us, tcp 10.2 us. eventfd also
+#: holds one descriptor instead of two.
 AUTO_ORDER: Final = ("eventfd", "pipe", "socketpair", "tcp")
 
 _ALL_NAMES: Final = ("auto", *AUTO_ORDER)

@@ -9,11 +9,12 @@ listen, connect a non-blocking client, accept), with the peer check that the cla
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["fallback_socketpair", "socketpair"]
 
-_LOOPBACK: Final = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+_LOOPBACK: Final[dict[int, str]] = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 
 # How many strangers' connections we accept, close and skip before giving up. A legitimate
 # pair needs one accept; every extra one is a local process racing us. Bounded so that a
@@ -89,7 +90,9 @@ def _accept_own(lsock: socket.socket, csock: socket.socket) -> socket.socket:
                 # The other way round cannot fail if the kernel keeps TCP's rules; if it does,
                 # refuse the pair rather than trust it.
                 ssock.close()
-                raise ConnectionError("fallback_socketpair: client is not connected to our listener")
+                raise ConnectionError(
+                    "fallback_socketpair: client is not connected to our listener"
+                )
             return ssock
         ssock.close()  # an impostor: another process connected between listen() and accept()
     raise ConnectionError(
@@ -121,4 +124,5 @@ def socketpair(
     return _native_socketpair(family, type, proto)
 
 
-_native_socketpair = getattr(socket, "socketpair", None)
+_PairFactory = Callable[[int, int, int], tuple[socket.socket, socket.socket]]
+_native_socketpair: _PairFactory | None = getattr(socket, "socketpair", None)

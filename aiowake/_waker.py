@@ -176,7 +176,9 @@ class Waker:
             state, fds = "closed", ""
         else:
             state = "idle" if self._armed else "pending"
-            fds = f" fd={self._rfd}" if self._rfd == self._wfd else f" fds=({self._rfd}, {self._wfd})"
+            fds = (
+                f" fd={self._rfd}" if self._rfd == self._wfd else f" fds=({self._rfd}, {self._wfd})"
+            )
         return f"<aiowake.Waker backend={self._backend.name!r}{fds} {state}>"
 
     def __del__(self) -> None:

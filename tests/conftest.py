@@ -5,6 +5,7 @@ import os
 import selectors
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 import aiowake
 
+uvloop: types.ModuleType | None
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the test dependencies on POSIX
@@ -113,7 +115,9 @@ def run_in_loop(
 
     run.handler = handler  # type: ignore[attr-defined]
     yield run
-    assert not handler.contexts, f"unexpected calls of the loop's exception handler: {handler.contexts}"
+    assert not handler.contexts, (
+        f"unexpected calls of the loop's exception handler: {handler.contexts}"
+    )
 
 
 def readable(fd: int | aiowake.Waker) -> bool:

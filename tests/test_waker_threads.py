@@ -158,7 +158,9 @@ def test_close_racing_wakes_never_writes_into_a_reused_descriptor(backend: str) 
         running = threading.Semaphore(0)
 
         def hammer(
-            w: aiowake.Waker = w, stop: threading.Event = stop, running: threading.Semaphore = running
+            w: aiowake.Waker = w,
+            stop: threading.Event = stop,
+            running: threading.Semaphore = running,
         ) -> None:
             try:
                 for i in itertools.count():

@@ -1,0 +1,1 @@
+"""The aiowake benchmark suite: ``python -m benchmarks`` (see benchmarks/README.md)."""
