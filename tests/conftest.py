@@ -6,10 +6,11 @@ import selectors
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 import aiowake
 
@@ -134,3 +135,21 @@ def start_thread(target: Callable[[], object], name: str = "aiowake-test") -> th
 
 
 requires_linux = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux (/proc, eventfd)")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, LoopFactory]:
+    """Every ``@pytest.mark.asyncio`` test runs on stock asyncio (debug mode) and on uvloop."""
+    return LOOP_FACTORIES
+
+
+@pytest_asyncio.fixture
+async def loop_errors() -> AsyncIterator[ExceptionHandlerGuard]:
+    """The running loop's exception handler calls; unclaimed ones (``.take()``) fail the test."""
+    guard = ExceptionHandlerGuard()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(guard)
+    yield guard
+    loop.set_exception_handler(None)
+    assert not guard.contexts, f"unexpected calls of the loop's exception handler: {guard.contexts}"

@@ -1,0 +1,280 @@
+"""aiowake.Event on stock asyncio (debug mode) and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import aiowake
+from aiowake import _channel, _waker
+
+from .conftest import ExceptionHandlerGuard, open_fds, start_thread
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+GUARD = 30.0
+
+
+def channel_of(loop: asyncio.AbstractEventLoop) -> _channel.Channel | None:
+    return _channel._registry.get(loop)
+
+
+async def blocked(task: asyncio.Task[Any]) -> bool:
+    """Let the loop run a few rounds, then say whether *task* is still waiting."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+    return not task.done()
+
+
+async def test_set_from_a_thread_wakes_the_waiter() -> None:
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    await asyncio.to_thread(ev.set)
+    assert await asyncio.wait_for(waiter, GUARD) is True
+    assert ev.is_set()
+
+
+async def test_set_from_a_plain_thread_while_loop_waits() -> None:
+    ev = aiowake.Event()
+    go = threading.Event()
+    t = start_thread(lambda: (go.wait(GUARD), ev.set()))
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    go.set()
+    assert await asyncio.wait_for(waiter, GUARD) is True
+    await asyncio.to_thread(t.join, GUARD)
+
+
+async def test_set_before_wait_returns_at_once() -> None:
+    ev = aiowake.Event()
+    ev.set()
+    ev.set()  # idempotent
+    assert await ev.wait() is True
+    assert channel_of(asyncio.get_running_loop()) is None, "no channel needed for a set event"
+
+
+async def test_clear_then_wait_blocks_until_next_set() -> None:
+    ev = aiowake.Event()
+    ev.set()
+    ev.clear()
+    assert not ev.is_set()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    await asyncio.to_thread(ev.set)
+    assert await asyncio.wait_for(waiter, GUARD) is True
+
+
+async def test_set_then_clear_still_wakes_the_current_waiters() -> None:
+    """As with asyncio.Event: waiters present at set() return True even if clear() follows."""
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+
+    def set_and_clear() -> None:
+        ev.set()
+        ev.clear()
+
+    await asyncio.to_thread(set_and_clear)
+    assert await asyncio.wait_for(waiter, GUARD) is True
+    assert not ev.is_set()
+
+
+async def test_many_waiters_all_wake() -> None:
+    ev = aiowake.Event()
+    waiters = [asyncio.ensure_future(ev.wait()) for _ in range(500)]
+    assert await blocked(waiters[-1])
+    await asyncio.to_thread(ev.set)
+    assert await asyncio.wait_for(asyncio.gather(*waiters), GUARD) == [True] * 500
+    assert not ev._waiters
+
+
+async def test_cancelled_wait_leaves_nothing_behind() -> None:
+    loop = asyncio.get_running_loop()
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    assert channel_of(loop) is not None
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not ev._waiters
+    assert channel_of(loop) is None, "the last waiter gone, the channel is closed"
+    # And the event still works afterwards.
+    again = asyncio.ensure_future(ev.wait())
+    assert await blocked(again)
+    await asyncio.to_thread(ev.set)
+    assert await asyncio.wait_for(again, GUARD) is True
+
+
+async def test_wait_for_timeout_cancels_cleanly() -> None:
+    ev = aiowake.Event()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(ev.wait(), 0.01)
+    assert not ev._waiters
+    assert channel_of(asyncio.get_running_loop()) is None
+
+
+def polling(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch, slept_out: list[float]
+) -> threading.Event:
+    """Set when the loop next enters its poll; every long poll that ends with no event (the loop
+    slept out its timeout: nothing woke it) goes to *slept_out*. Stock asyncio: its selector is
+    instrumented. uvloop runs Python signal handlers from its own wakeup fd, outside its poll, so
+    there the event is set at once."""
+    entered = threading.Event()
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        entered.set()
+        return entered
+    real_select = selector.select
+
+    def select(timeout: float | None = None) -> Any:
+        entered.set()
+        ready = real_select(timeout)
+        if not ready and (timeout is None or timeout > 1.0):
+            slept_out.append(-1.0 if timeout is None else timeout)
+        return ready
+
+    monkeypatch.setattr(selector, "select", select)
+    return entered
+
+
+async def test_set_from_signal_handler_while_loop_is_in_select(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler runs on the loop's thread inside select() (EINTR); a plain call_soon there
+    would sit unseen until select() timed out. The wake must get through at once."""
+    ev = aiowake.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        ev.set()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        waiter = asyncio.ensure_future(ev.wait())
+        assert await blocked(waiter)
+        slept_out: list[float] = []
+        in_poll = polling(asyncio.get_running_loop(), monkeypatch, slept_out)
+
+        def kill_when_polling() -> None:
+            in_poll.wait(GUARD)
+            # The main thread is in (or about to enter) select(), outside any task.
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+        kill = start_thread(kill_when_polling)
+        assert await asyncio.wait_for(waiter, GUARD) is True
+        assert slept_out == [], "the signal handler's set() did not wake the loop's poll"
+        await asyncio.to_thread(kill.join, GUARD)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+async def test_set_from_signal_handler_inside_a_task() -> None:
+    ev = aiowake.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        ev.set()
+
+    old = signal.signal(signal.SIGUSR1, handler)
+    try:
+        waiter = asyncio.ensure_future(ev.wait())
+        assert await blocked(waiter)
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs here, in this task
+        assert await asyncio.wait_for(waiter, GUARD) is True
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+async def test_set_on_the_loop_thread_needs_no_wakeup(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    real_write = _waker._write
+
+    def counting_write(fd: int, data: bytes) -> int:
+        writes.append(fd)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_waker, "_write", counting_write)
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    [fut] = ev._waiters
+    ev.set()
+    assert fut.done(), "woken directly, not after a round-trip through the waker"
+    assert await waiter is True
+    assert writes == []
+
+
+async def test_wait_from_another_loop_raises() -> None:
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)  # bound to this loop now
+
+    def other_loop() -> None:
+        async def wait_there() -> None:
+            await ev.wait()
+
+        with pytest.raises(RuntimeError, match="different event loop"):
+            asyncio.run(wait_there())
+
+    await asyncio.to_thread(other_loop)
+    ev.set()
+    assert await waiter is True
+
+
+async def test_ten_thousand_events_share_one_channel() -> None:
+    loop = asyncio.get_running_loop()
+    before = open_fds()
+    events = [aiowake.Event() for _ in range(10_000)]
+    waiters = [asyncio.ensure_future(ev.wait()) for ev in events]
+    assert await blocked(waiters[-1])
+    during = open_fds()
+    assert len(during - before) <= 2, f"O(1) descriptors: {sorted(during - before)}"
+
+    def set_all() -> None:
+        for ev in events:
+            ev.set()
+
+    await asyncio.to_thread(set_all)
+    assert await asyncio.wait_for(asyncio.gather(*waiters), GUARD) == [True] * 10_000
+    assert channel_of(loop) is None
+    assert open_fds() == before
+
+
+async def test_set_from_many_threads_racing_waits() -> None:
+    """Waiters come and go while threads set and clear: every wait that began before a set()
+    returned True; none hangs."""
+    for _ in range(200):
+        ev = aiowake.Event()
+        waiter = asyncio.ensure_future(ev.wait())
+        await asyncio.sleep(0)
+        threads = [start_thread(ev.set) for _ in range(3)]
+        assert await asyncio.wait_for(waiter, GUARD) is True
+        for t in threads:
+            await asyncio.to_thread(t.join, GUARD)
+
+
+async def test_repr() -> None:
+    ev = aiowake.Event()
+    assert repr(ev) == "<aiowake.Event [unset]>"
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    assert repr(ev) == "<aiowake.Event [unset waiters=1]>"
+    ev.set()
+    await waiter
+    assert repr(ev) == "<aiowake.Event [set]>"
+
+
+async def test_no_exception_handler_calls(loop_errors: ExceptionHandlerGuard) -> None:
+    """The guard itself works: a failing call_soon callback is caught by it."""
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: 1 / 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    [ctx] = loop_errors.take()
+    assert isinstance(ctx["exception"], ZeroDivisionError)
