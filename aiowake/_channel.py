@@ -15,8 +15,9 @@ and against signal handlers (they run between bytecodes), which is all ``post()`
 
 Lifetime: users (a Dispatcher until it closes, an Event while a task waits on it) come through
 ``acquire_channel()`` and leave through ``release()``; the last release removes the reader and
-closes the waker, so a loop with no user holds no descriptor of ours. Registration changes happen on the loop's thread: directly if
-the caller is on it or the loop is not running, else through ``loop.call_soon_threadsafe``.
+closes the waker, so a loop with no user holds no descriptor of ours. Registration changes happen
+on the loop's thread: directly if the caller is on it or the loop is not running, else through
+``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from typing import Protocol, final
 
 from ._waker import Waker
 
-__all__ = ["Channel", "Job", "acquire_channel", "on_loop_thread", "refuse_loop_without_readers"]
+__all__ = [
+    "Channel",
+    "Job",
+    "acquire_channel",
+    "on_loop_thread",
+    "refuse_loop_without_readers",
+]
 
 
 class Job(Protocol):

@@ -119,7 +119,7 @@ class Dispatcher:
     def call_soon_threadsafe(
         self,
         callback: Callable[[Unpack[_Ts]], object],
-        *args: Unpack[_Ts],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> DispatcherHandle:
         """Any thread: run ``callback(*args)`` on the loop soon; return a handle to cancel it.

@@ -85,7 +85,7 @@ class Event:
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiters.append(fut)  # register first...
         try:
-            if self._value:  # ...then look at the flag (see set())
+            if self.is_set():  # ...then look at the flag again (see set())
                 return True
             return await fut
         finally:

@@ -43,7 +43,12 @@ async def test_set_from_a_thread_wakes_the_waiter() -> None:
 async def test_set_from_a_plain_thread_while_loop_waits() -> None:
     ev = aiowake.Event()
     go = threading.Event()
-    t = start_thread(lambda: (go.wait(GUARD), ev.set()))
+
+    def set_when_told() -> None:
+        go.wait(GUARD)
+        ev.set()
+
+    t = start_thread(set_when_told)
     waiter = asyncio.ensure_future(ev.wait())
     assert await blocked(waiter)
     go.set()
