@@ -27,14 +27,21 @@ def run_example(name: str, *args: str) -> str:
 
 
 # Each of these has a test below; a new example must be added here and tested.
-TESTED = {"add_reader.py", "selectors_loop.py", "signal_wake.py"}
+TESTED = {
+    "add_reader.py",
+    "dispatcher_burst.py",
+    "event_from_thread.py",
+    "selectors_loop.py",
+    "signal_wake.py",
+}
+LOOPS = pytest.mark.parametrize("args", [(), ("--uvloop",)], ids=["asyncio", "uvloop"])
 
 
 def test_every_example_has_a_test() -> None:
     assert {p.name for p in EXAMPLES.glob("*.py")} == TESTED
 
 
-@pytest.mark.parametrize("args", [(), ("--uvloop",)], ids=["asyncio", "uvloop"])
+@LOOPS
 def test_add_reader(args: tuple[str, ...]) -> None:
     out = run_example("add_reader.py", *args)
     assert out.count("worker ") == 12
@@ -48,3 +55,16 @@ def test_selectors_loop() -> None:
 
 def test_signal_wake() -> None:
     assert run_example("signal_wake.py") == "woken by SIGUSR1\n"
+
+
+@LOOPS
+def test_event_from_thread(args: tuple[str, ...]) -> None:
+    out = run_example("event_from_thread.py", *args)
+    assert out.startswith("digest ")
+    assert len(out.split()[1]) == 16
+
+
+@LOOPS
+def test_dispatcher_burst(args: tuple[str, ...]) -> None:
+    n = 100_000
+    assert run_example("dispatcher_burst.py", *args) == f"{n} events, sum {n * (n - 1) // 2}\n"

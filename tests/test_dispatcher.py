@@ -1,0 +1,418 @@
+"""aiowake.Dispatcher on stock asyncio (debug mode) and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import aiowake
+from aiowake import _channel, _waker
+
+from .conftest import ExceptionHandlerGuard, LoopFactory, open_fds, start_thread
+
+GUARD = 30.0
+
+asyncio_tests = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
+
+
+class Writes:
+    """Counts the waker writes (wakeups) made while it is installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        real_write = _waker._write
+
+        def counting_write(fd: int, data: bytes) -> int:
+            with self._lock:
+                self.count += 1
+            return real_write(fd, data)
+
+        monkeypatch.setattr(_waker, "_write", counting_write)
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """A log that gets "batch" at the start of every batch the channels run."""
+    log: list[str] = []
+    real = _channel.Channel._run_batch
+
+    def logging_run_batch(self: _channel.Channel) -> None:
+        log.append("batch")
+        real(self)
+
+    monkeypatch.setattr(_channel.Channel, "_run_batch", logging_run_batch)
+    yield log
+
+
+@pytest.mark.parametrize("threads", [1, 8])
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_posts_from_many_threads_run_once_in_order(
+    threads: int, monkeypatch: pytest.MonkeyPatch, batches: list[str]
+) -> None:
+    per_thread = 50_000
+    total = threads * per_thread
+    writes = Writes()
+    writes.install(monkeypatch)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    seen = [0] * threads
+    ran = 0
+
+    def callback(ident: int, i: int) -> None:
+        nonlocal ran
+        assert seen[ident] == i, "per-thread order"
+        seen[ident] = i + 1
+        ran += 1
+        if ran == total:
+            done.set_result(None)
+
+    with aiowake.Dispatcher() as d:
+        start = threading.Barrier(threads)
+
+        def produce(ident: int) -> None:
+            start.wait()
+            post = d.call_soon_threadsafe
+            for i in range(per_thread):
+                post(callback, ident, i)
+
+        workers = [start_thread(lambda i=i: produce(i)) for i in range(threads)]  # type: ignore[misc]
+        await asyncio.wait_for(done, GUARD)
+        for t in workers:
+            await asyncio.to_thread(t.join, GUARD)
+    assert seen == [per_thread] * threads
+    assert ran == total
+    # One byte in flight at most: every write but the last was consumed by a batch's drain.
+    assert writes.count <= len(batches) + 1
+    assert writes.count * 10 < total, f"{writes.count} wakeups for {total} posts"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_a_burst_costs_one_wakeup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 posts made while the loop is busy: one write, one batch."""
+    writes = Writes()
+    writes.install(monkeypatch)
+    ran: list[int] = []
+    with aiowake.Dispatcher() as d:
+        for i in range(10_000):  # on the loop's thread: the loop cannot run a batch meanwhile
+            d.call_soon_threadsafe(ran.append, i)
+        assert writes.count == 1
+        while len(ran) < 10_000:
+            await asyncio.sleep(0)
+    assert ran == list(range(10_000))
+    assert writes.count == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_posts_made_during_a_batch_wait_for_the_next(batches: list[str]) -> None:
+    done = asyncio.get_running_loop().create_future()
+    with aiowake.Dispatcher() as d:
+
+        def first() -> None:
+            batches.append("first")
+            d.call_soon_threadsafe(second)
+
+        def second() -> None:
+            batches.append("second")
+            done.set_result(None)
+
+        d.call_soon_threadsafe(first)
+        d.call_soon_threadsafe(batches.append, "also-first")
+        await asyncio.wait_for(done, GUARD)
+    assert batches == ["batch", "first", "also-first", "batch", "second"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_a_flood_of_posts_does_not_starve_io() -> None:
+    """A callback that re-posts itself forever must still let a ready socket's reader run."""
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    flooded = 0
+    read_after: list[int] = []
+    with a, b, aiowake.Dispatcher() as d:
+        b.setblocking(False)
+
+        def flood() -> None:
+            nonlocal flooded
+            flooded += 1
+            if not read_after and flooded < 1_000_000:
+                d.call_soon_threadsafe(flood)
+
+        def on_readable() -> None:
+            read_after.append(flooded)
+            b.recv(1)
+
+        loop.add_reader(b, on_readable)
+        try:
+            d.call_soon_threadsafe(flood)
+            await asyncio.sleep(0)
+            a.send(b"x")  # the socket becomes ready while the flood runs
+            while not read_after:
+                await asyncio.sleep(0)
+        finally:
+            loop.remove_reader(b)
+    assert read_after[0] < 1000, f"the reader waited for {read_after[0]} flooded callbacks"
+
+
+@pytest.mark.asyncio
+async def test_exception_goes_to_the_handler_and_the_rest_run(
+    loop_errors: ExceptionHandlerGuard,
+) -> None:
+    ran: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def boom(x: int) -> None:
+        raise ZeroDivisionError(x)
+
+    with aiowake.Dispatcher() as d:
+        d.call_soon_threadsafe(ran.append, "before")
+        handle = d.call_soon_threadsafe(boom, 7)
+        d.call_soon_threadsafe(ran.append, "after")
+        d.call_soon_threadsafe(done.set_result, None)
+        await asyncio.wait_for(done, GUARD)
+    assert ran == ["before", "after"]
+    [ctx] = loop_errors.take()
+    assert isinstance(ctx["exception"], ZeroDivisionError)
+    assert ctx["exception"].args == (7,)
+    assert ctx["handle"] is handle
+    assert ctx["message"].startswith("Exception in callback ")
+    assert "boom(7)" in ctx["message"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_cancel_keeps_the_callback_from_running() -> None:
+    ran: list[int] = []
+    done = asyncio.get_running_loop().create_future()
+    with aiowake.Dispatcher() as d:
+        h1 = d.call_soon_threadsafe(ran.append, 1)
+        h2 = d.call_soon_threadsafe(ran.append, 2)
+        d.call_soon_threadsafe(done.set_result, None)
+        h1.cancel()
+        assert h1.cancelled()
+        assert not h2.cancelled()
+        assert "cancelled" in repr(h1)
+        await asyncio.wait_for(done, GUARD)
+    assert ran == [2]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_cancel_from_another_thread() -> None:
+    ran: list[int] = []
+    done = asyncio.get_running_loop().create_future()
+    with aiowake.Dispatcher() as d:
+
+        def post_and_cancel() -> None:
+            handle = d.call_soon_threadsafe(ran.append, 1)
+            handle.cancel()
+            d.call_soon_threadsafe(done.set_result, None)
+
+        await asyncio.to_thread(post_and_cancel)
+        await asyncio.wait_for(done, GUARD)
+    assert ran == []
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_context_of_the_poster_is_used() -> None:
+    seen: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+    with aiowake.Dispatcher() as d:
+
+        def post() -> None:
+            request_id.set("from-thread")
+            d.call_soon_threadsafe(lambda: seen.append(request_id.get()))
+            explicit = contextvars.Context()
+            explicit.run(request_id.set, "explicit")
+            d.call_soon_threadsafe(lambda: seen.append(request_id.get()), context=explicit)
+            d.call_soon_threadsafe(done.set_result, None)
+
+        await asyncio.to_thread(contextvars.Context().run, post)
+        await asyncio.wait_for(done, GUARD)
+    assert seen == ["from-thread", "explicit"]
+    assert request_id.get() == "unset", "the loop's own context is untouched"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_callback_changes_stay_in_its_context() -> None:
+    done = asyncio.get_running_loop().create_future()
+    ctx = contextvars.copy_context()
+    with aiowake.Dispatcher() as d:
+        handle = d.call_soon_threadsafe(request_id.set, "changed", context=ctx)
+        d.call_soon_threadsafe(done.set_result, None)
+        await asyncio.wait_for(done, GUARD)
+    assert handle.get_context() is ctx
+    assert ctx[request_id] == "changed"
+    assert request_id.get() == "unset"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_post_after_close_raises() -> None:
+    d = aiowake.Dispatcher()
+    d.close()
+    d.close()  # idempotent
+    assert d.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        d.call_soon_threadsafe(print)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_close_drops_what_has_not_run() -> None:
+    ran: list[int] = []
+    d = aiowake.Dispatcher()
+    d.call_soon_threadsafe(ran.append, 1)
+    d.close()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert ran == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_not_callable_is_a_type_error() -> None:
+    with aiowake.Dispatcher() as d, pytest.raises(TypeError, match="callable"):
+        d.call_soon_threadsafe(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_constructed_in_another_thread_while_the_loop_runs() -> None:
+    """Registration is handed to the loop's thread; posts made before it are not lost."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def make_and_post() -> aiowake.Dispatcher:
+        d = aiowake.Dispatcher(loop)
+        d.call_soon_threadsafe(done.set_result, "ran")
+        return d
+
+    d = await asyncio.to_thread(make_and_post)
+    try:
+        assert await asyncio.wait_for(done, GUARD) == "ran"
+    finally:
+        await asyncio.to_thread(d.close)
+        for _ in range(3):
+            await asyncio.sleep(0)  # the close is handed to the loop's thread too
+    assert _channel._registry.get(loop) is None
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_events_and_dispatchers_share_one_channel() -> None:
+    loop = asyncio.get_running_loop()
+    before = open_fds()
+    dispatchers = [aiowake.Dispatcher() for _ in range(50)]
+    events = [aiowake.Event() for _ in range(50)]
+    waiters = [asyncio.ensure_future(ev.wait()) for ev in events]
+    await asyncio.sleep(0)
+    assert len(open_fds() - before) <= 2
+    assert len({d._channel for d in dispatchers}) == 1
+    for ev in events:
+        dispatchers[0].call_soon_threadsafe(ev.set)
+    await asyncio.wait_for(asyncio.gather(*waiters), GUARD)
+    for d in dispatchers:
+        d.close()
+    assert _channel._registry.get(loop) is None
+    assert open_fds() == before
+
+
+def test_needs_a_running_loop_or_an_argument() -> None:
+    with pytest.raises(RuntimeError, match="running event loop"):
+        aiowake.Dispatcher()
+
+
+@pytest.mark.parametrize("loop", [42, "loop", object()])
+def test_loop_of_the_wrong_type_is_a_type_error(loop: object) -> None:
+    with pytest.raises(TypeError, match="loop must be an asyncio.AbstractEventLoop"):
+        aiowake.Dispatcher(loop)  # type: ignore[arg-type]
+
+
+class _NoReaders(asyncio.AbstractEventLoop):
+    """Like Windows' ProactorEventLoop: add_reader is AbstractEventLoop's NotImplementedError."""
+
+    def is_closed(self) -> bool:
+        return False
+
+    def is_running(self) -> bool:
+        return False
+
+
+def test_loop_without_add_reader_is_refused(fd_guard: None) -> None:
+    with pytest.raises(RuntimeError, match="has no add_reader"):
+        aiowake.Dispatcher(_NoReaders())
+
+
+def test_closed_loop_is_refused(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        aiowake.Dispatcher(loop)
+
+
+def test_post_after_loop_close_raises_and_nothing_leaks(loop_factory: LoopFactory) -> None:
+    before = open_fds()
+    loop = loop_factory()
+    d = aiowake.Dispatcher(loop)
+    ran: list[int] = []
+    d.call_soon_threadsafe(ran.append, 1)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        d.call_soon_threadsafe(ran.append, 2)
+    d.close()
+    assert ran == [1]
+    assert open_fds() == before
+
+
+def test_nothing_left_after_loop_close(run_in_loop: Callable[..., Any]) -> None:
+    """Dispatchers closed and Events done: after loop.close() no descriptor and no reader."""
+    before = open_fds()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loops.append(loop)
+        ev = aiowake.Event()
+        with aiowake.Dispatcher() as d:
+            waiter = asyncio.ensure_future(ev.wait())
+            await asyncio.sleep(0)
+            await asyncio.to_thread(d.call_soon_threadsafe, ev.set)
+            await asyncio.wait_for(waiter, GUARD)
+        assert _channel._registry.get(loop) is None
+        selector = getattr(loop, "_selector", None)
+        if selector is not None:  # stock asyncio: only its own self-pipe is left registered
+            assert len(selector.get_map()) == 1
+
+    run_in_loop(main)
+    assert loops[0].is_closed()
+    assert open_fds() == before
+
+
+def test_unclosed_dispatcher_warns(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    try:
+        d = aiowake.Dispatcher(loop)
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del d
+        assert _channel._registry.get(loop) is None
+    finally:
+        loop.close()
