@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -40,7 +40,7 @@ class Writes:
 
 
 @pytest.fixture
-def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A log that gets "batch" at the start of every batch the channels run."""
     log: list[str] = []
     real = _channel.Channel._run_batch
@@ -50,7 +50,7 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         real(self)
 
     monkeypatch.setattr(_channel.Channel, "_run_batch", logging_run_batch)
-    yield log
+    return log
 
 
 @pytest.mark.parametrize("threads", [1, 8])
@@ -358,7 +358,7 @@ class _NoReaders(asyncio.AbstractEventLoop):
 
 def test_loop_without_add_reader_is_refused(fd_guard: None) -> None:
     with pytest.raises(RuntimeError, match="has no add_reader"):
-        aiowake.Dispatcher(_NoReaders())
+        aiowake.Dispatcher(_NoReaders())  # type: ignore[abstract]
 
 
 def test_closed_loop_is_refused(loop_factory: LoopFactory) -> None:
