@@ -1,0 +1,99 @@
+"""The cases, by name: ``<loop>/<mechanism>``. Names are what ``--cases`` patterns match."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiowake
+
+from ._mechanisms import (
+    LOOPS,
+    CallSoonThreadsafe,
+    DispatcherOnLoop,
+    EventOnLoop,
+    Mechanism,
+    RawEventfdFloor,
+    StockEventOnLoop,
+    WakerOnLoop,
+    WakerOnSelectors,
+)
+
+LATENCY, BUSY, BURST = "latency", "busy", "burst"
+SCENARIOS = (LATENCY, BUSY, BURST)
+
+FLOOR = "floor/eventfd"
+STOCK = "asyncio/call_soon_threadsafe"
+UVLOOP = "uvloop/call_soon_threadsafe"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    make: Callable[[Callable[[], None]], Mechanism]
+    scenarios: frozenset[str]
+    what: str
+    #: False where the wakeup is a socket send(), which /proc/self/io's write count does not see.
+    writes_counted: bool = True
+
+
+def all_cases() -> list[Case]:
+    auto = aiowake.Waker.backends()[0]
+    cases: list[Case] = []
+
+    def add(
+        name: str,
+        make: Callable[..., Mechanism],
+        scenarios: set[str],
+        what: str,
+        writes_counted: bool = True,
+    ) -> None:
+        cases.append(Case(name, make, frozenset(scenarios), what, writes_counted))
+
+    if sys.platform == "linux":
+        add(FLOOR, RawEventfdFloor, {LATENCY, BUSY}, "two threads on a raw eventfd, no loop")
+    for loop in LOOPS:
+        p = functools.partial
+        add(
+            f"{loop}/call_soon_threadsafe",
+            p(CallSoonThreadsafe, loop_kind=loop),
+            {LATENCY, BUSY, BURST},
+            f"{loop}'s own loop.call_soon_threadsafe",
+            writes_counted=loop != "asyncio",  # stock asyncio wakes its self-pipe with send()
+        )
+        for backend in aiowake.Waker.backends():
+            add(
+                f"{loop}/waker:{backend}",
+                p(WakerOnLoop, loop_kind=loop, backend=backend),
+                {LATENCY, BUSY} if backend == auto else {LATENCY},
+                f"aiowake.Waker({backend!r}) via loop.add_reader",
+            )
+        add(
+            f"{loop}/aiowake.Event",
+            p(EventOnLoop, loop_kind=loop),
+            {LATENCY, BUSY},
+            "a task awaiting aiowake.Event, set() from the producer",
+        )
+        add(
+            f"{loop}/asyncio.Event+cst",
+            p(StockEventOnLoop, loop_kind=loop),
+            {LATENCY},
+            "a task awaiting asyncio.Event, set via loop.call_soon_threadsafe",
+            writes_counted=loop != "asyncio",
+        )
+        add(
+            f"{loop}/Dispatcher",
+            p(DispatcherOnLoop, loop_kind=loop),
+            {LATENCY, BUSY, BURST},
+            "aiowake.Dispatcher(loop).call_soon_threadsafe",
+        )
+    for backend in aiowake.Waker.backends():
+        add(
+            f"selectors/waker:{backend}",
+            functools.partial(WakerOnSelectors, backend=backend),
+            {LATENCY, BUSY} if backend == auto else {LATENCY},
+            f"aiowake.Waker({backend!r}) in a plain selectors loop",
+        )
+    return cases

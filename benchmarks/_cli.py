@@ -1,0 +1,236 @@
+"""``python -m benchmarks``: run the suite, print the comparison, write JSON and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ._cases import BURST, BUSY, LATENCY, SCENARIOS, Case, all_cases
+from ._harness import BurstRun, LatencyRun, Pin, pin_plan, run_burst, run_latency
+from ._machine import describe
+from ._report import print_report, write_json
+from ._stats import median_or_none, summarize_latency
+
+QUICK = {"rounds": 5, "samples": 300, "busy_samples": 6, "burst_n": 20_000}
+FULL = {"rounds": 15, "samples": 1000, "busy_samples": 30, "burst_n": 50_000}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Wakeup latency and burst throughput: aiowake vs uvloop and stock asyncio.",
+    )
+    p.add_argument("--full", action="store_true", help="the published numbers (a few minutes)")
+    p.add_argument("--cases", help="comma-separated glob patterns of case names, e.g. 'uvloop/*'")
+    p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all)",
+    )
+    p.add_argument("--pin", default="same,split", help="comma-separated: same, split, none")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (quick 5, full 15)")
+    p.add_argument("--samples", type=int, help="latency samples per case per round")
+    p.add_argument("--busy-samples", type=int, help="busy-producer samples per case per round")
+    p.add_argument("--busy-ms", type=float, help="producer's computing after each wake, ms")
+    p.add_argument("--burst-n", type=int, help="callbacks per producer thread in a burst")
+    p.add_argument("--producers", type=int, default=4, help="producer threads in a burst")
+    p.add_argument("--warmup", type=int, default=50, help="discarded samples per run")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds before a case fails")
+    p.add_argument("--seed", type=int, default=None, help="seed for the round shuffles")
+    p.add_argument("--json", type=Path, help="write all results here")
+    p.add_argument("--plot", type=Path, help="write a PNG of the latency percentiles here")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = p.parse_args(argv)
+    preset = FULL if args.full else QUICK
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.busy_ms is None:
+        args.busy_ms = 2 * sys.getswitchinterval() * 1000  # comfortably past one switch interval
+    for name in ("rounds", "samples", "busy_samples", "burst_n", "producers"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.timeout <= 0 or args.busy_ms <= 0:
+        p.error("--warmup must be >= 0, --timeout and --busy-ms > 0")
+    args.scenarios = _split(args.scenarios, SCENARIOS, "--scenarios", p)
+    args.pin = _split(args.pin, ("same", "split", "none"), "--pin", p)
+    return args
+
+
+def _split(value: str, allowed: tuple[str, ...], opt: str, p: argparse.ArgumentParser) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v not in allowed]
+    if bad or not items:
+        p.error(f"{opt} takes a comma-separated list of {', '.join(allowed)}; got {value!r}")
+    return items
+
+
+def select_cases(patterns: str | None) -> list[Case]:
+    cases = all_cases()
+    if not patterns:
+        return cases
+    pats = [x.strip() for x in patterns.split(",") if x.strip()]
+    chosen = [c for c in cases if any(fnmatch.fnmatchcase(c.name, pat) for pat in pats)]
+    if not chosen:
+        raise SystemExit(f"no case matches {patterns!r}; see --list")
+    return chosen
+
+
+def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    cases = select_cases(args.cases)
+    rng = random.Random(args.seed)
+    plans: dict[str, Pin] = {}
+    for mode in args.pin:
+        plan = pin_plan(mode)
+        if plan is None:
+            console.print(f"[yellow]--pin {mode}: not possible on this machine, skipped[/yellow]")
+        else:
+            plans[mode] = plan
+    work = [
+        (mode, scenario, [c for c in cases if scenario in c.scenarios])
+        for mode in plans
+        for scenario in args.scenarios
+    ]
+    work = [w for w in work if w[2]]
+    total = sum(len(cs) for _, _, cs in work) * args.rounds
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    busy_ns = int(args.busy_ms * 1e6)
+    # No auto-refresh: a refresh thread would take the GIL in the middle of measurements.
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        auto_refresh=False,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("measuring", total=total)
+        for mode, scenario, scase in work:
+            lat: dict[str, list[LatencyRun]] = defaultdict(list)
+            bursts: dict[str, list[BurstRun]] = defaultdict(list)
+            for r in range(args.rounds):
+                order = list(scase)
+                rng.shuffle(order)
+                for case in order:
+                    desc = f"{mode} · {scenario} · round {r + 1}/{args.rounds} · {case.name}"
+                    progress.update(task, description=desc)
+                    progress.refresh()
+                    if scenario == BURST:
+                        bursts[case.name].append(
+                            run_burst(
+                                case.make, args.producers, args.burst_n, plans[mode], args.timeout
+                            )
+                        )
+                    else:
+                        n = args.samples if scenario == LATENCY else args.busy_samples
+                        lat[case.name].append(
+                            run_latency(
+                                case.make,
+                                n,
+                                args.warmup if scenario == LATENCY else 2,
+                                plans[mode],
+                                args.timeout,
+                                busy_ns if scenario == BUSY else 0,
+                            )
+                        )
+                    progress.advance(task)
+            counted = {c.name: c.writes_counted for c in scase}
+            summary = (
+                _summarize_bursts(bursts, counted)
+                if scenario == BURST
+                else _summarize_latency(lat, counted)
+            )
+            results.setdefault(mode, {})[scenario] = summary
+    return {
+        "machine": describe(),
+        "config": {
+            "rounds": args.rounds,
+            "samples": args.samples,
+            "busy_samples": args.busy_samples,
+            "busy_ms": args.busy_ms,
+            "burst_n": args.burst_n,
+            "producers": args.producers,
+            "warmup": args.warmup,
+            "pin": list(plans),
+            "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
+        },
+        "cases": {c.name: c.what for c in cases},
+        "results": results,
+    }
+
+
+def _summarize_latency(
+    runs: dict[str, list[LatencyRun]], counted: dict[str, bool]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        errors = [r.error for r in rs if r.error]
+        if errors:
+            out[name] = {"error": errors[0]}
+            continue
+        s: dict[str, Any] = summarize_latency([r.samples_ns for r in rs])
+        s["rounds_p50"] = [summarize_latency([r.samples_ns])["p50"] for r in rs]
+        s["switches"] = median_or_none([r.switches_per_wake for r in rs])
+        s["writes"] = median_or_none([r.writes_per_wake for r in rs]) if counted[name] else None
+        out[name] = s
+    return out
+
+
+def _summarize_bursts(
+    runs: dict[str, list[BurstRun]], counted: dict[str, bool]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        errors = [r.error for r in rs if r.error]
+        if errors:
+            out[name] = {"error": errors[0]}
+            continue
+        out[name] = {
+            "callbacks_per_s": median_or_none([r.callbacks_per_s for r in rs]),
+            "rounds_callbacks_per_s": [r.callbacks_per_s for r in rs],
+            "writes": (
+                median_or_none([r.writes_per_callback for r in rs]) if counted[name] else None
+            ),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)  # piped or captured: do not squeeze the tables to 80
+    if args.list:
+        for case in select_cases(args.cases):
+            console.print(f"{case.name:34} {','.join(sorted(case.scenarios)):22} {case.what}")
+        return 0
+    doc = run_suite(args, console)
+    print_report(console, doc)
+    if args.json:
+        write_json(args.json, doc)
+        console.print(f"JSON: {args.json}")
+    if args.plot:
+        from ._plot import plot_latency
+
+        plot_latency(args.plot, doc)
+        console.print(f"plot: {args.plot}")
+    failed = [
+        f"{mode}/{scenario}/{name}"
+        for mode, scenarios in doc["results"].items()
+        for scenario, rows in scenarios.items()
+        for name, row in rows.items()
+        if row.get("error")
+    ]
+    if failed:
+        console.print(f"[red]{len(failed)} case(s) failed: {', '.join(failed)}[/red]")
+        return 1
+    return 0

@@ -1,0 +1,227 @@
+"""Running one case once: a consumer (loop) thread, producer thread(s), CPU pinning, counters.
+
+Latency: the producer waits for the loop's acknowledgement of the previous wake, sleeps a little so
+the loop is idle again (blocked in its poll), takes ``t0 = perf_counter_ns()`` and wakes. The first
+line the loop runs for that wake takes ``t1`` and acknowledges. A sample is ``t1 - t0``: one-way,
+wake call included. With ``busy_ns`` the producer computes (holding the GIL) for that long after
+each wake instead of going idle, so the loop must wait for the interpreter's switch interval.
+
+Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
+from the start until the loop ran the last one.
+
+Counters come from the kernel, so they cost the mechanisms nothing: context switches of the loop
+thread (``getrusage(RUSAGE_THREAD)``) and write system calls of the process (``syscw`` in
+``/proc/self/io``), read at the first and the last measured wake.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ._mechanisms import Callback, Mechanism
+
+#: How long the producer sleeps between samples so that the loop is back in its poll.
+IDLE_GAP_S = 50e-6
+
+Pin = tuple[frozenset[int] | None, frozenset[int] | None]  # (loop thread, producer threads)
+
+
+def pin_plan(mode: str) -> Pin | None:
+    """CPU sets for the loop and producer threads, or None if this machine cannot do *mode*."""
+    if mode == "none":
+        return (None, None)
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if mode == "same":
+        return (frozenset(cpus[-1:]), frozenset(cpus[-1:]))
+    if mode == "split":
+        if len(cpus) < 2:
+            return None
+        return (frozenset(cpus[:1]), frozenset(cpus[1:2]))
+    raise ValueError(f"pin must be 'same', 'split' or 'none', not {mode!r}")
+
+
+def _pin_this_thread(cpus: frozenset[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)  # 0: the calling thread, on Linux
+
+
+def _thread_switches() -> int | None:
+    if not hasattr(resource, "RUSAGE_THREAD"):
+        return None
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return ru.ru_nvcsw + ru.ru_nivcsw
+
+
+def _write_syscalls() -> int | None:
+    try:
+        with open("/proc/self/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"syscw:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _per(a: int | None, b: int | None, n: int) -> float | None:
+    return None if a is None or b is None or n <= 0 else (b - a) / n
+
+
+@dataclass
+class LatencyRun:
+    samples_ns: list[int] = field(default_factory=list)
+    switches_per_wake: float | None = None
+    writes_per_wake: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class BurstRun:
+    callbacks_per_s: float = 0.0
+    writes_per_callback: float | None = None
+    error: str | None = None
+
+
+def _start(target: Callable[[], None], name: str) -> threading.Thread:
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
+
+
+def _serve(mech: Mechanism, cpus: frozenset[int] | None, errors: list[str]) -> Callable[[], None]:
+    def run() -> None:
+        _pin_this_thread(cpus)
+        try:
+            mech.serve()
+        except BaseException as e:  # reported as the case's failure
+            errors.append(f"loop thread: {e!r}")
+
+    return run
+
+
+def run_latency(
+    make: Callable[[Callback], Mechanism],
+    samples: int,
+    warmup: int,
+    pin: Pin,
+    timeout: float,
+    busy_ns: int = 0,
+) -> LatencyRun:
+    total = warmup + samples
+    result = LatencyRun()
+    out = result.samples_ns
+    t0 = [0]
+    ack = threading.Lock()
+    counters: dict[str, int | None] = {}
+    perf = time.perf_counter_ns
+
+    def on_wake() -> None:
+        out.append(perf() - t0[0])  # first: the timestamp; all else after it
+        n = len(out)
+        if n == warmup + 1:
+            counters["cs0"], counters["w0"] = _thread_switches(), _write_syscalls()
+        elif n == total:
+            counters["cs1"], counters["w1"] = _thread_switches(), _write_syscalls()
+        ack.release()
+
+    errors: list[str] = []
+    mech = make(on_wake)
+    loop_thread = _start(_serve(mech, pin[0], errors), "bench-loop")
+
+    def produce() -> None:
+        _pin_this_thread(pin[1])
+        wake, sleep = mech.wake_fn(), time.sleep
+        for _ in range(total):
+            if not ack.acquire(timeout=timeout):
+                errors.append(f"no wakeup within {timeout} s after {len(out)} samples")
+                return
+            sleep(IDLE_GAP_S)
+            t0[0] = start = perf()
+            wake()
+            if busy_ns:
+                while perf() - start < busy_ns:  # compute, holding the GIL
+                    pass
+        if not ack.acquire(timeout=timeout):
+            errors.append(f"no wakeup within {timeout} s after {len(out)} samples")
+
+    producer = _start(produce, "bench-producer")
+    producer.join(timeout * (total + 1))
+    mech.stop()
+    loop_thread.join(timeout)
+    if loop_thread.is_alive():
+        errors.append("the loop thread did not stop")
+    if errors:
+        result.error = "; ".join(errors)
+        return result
+    del out[:warmup]
+    # The selectors and floor loops see stop()'s own wake, which is not a sample.
+    del out[samples:]
+    result.switches_per_wake = _per(counters.get("cs0"), counters.get("cs1"), samples - 1)
+    result.writes_per_wake = _per(counters.get("w0"), counters.get("w1"), samples - 1)
+    return result
+
+
+def run_burst(
+    make: Callable[[Callback], Mechanism],
+    producers: int,
+    per_producer: int,
+    pin: Pin,
+    timeout: float,
+) -> BurstRun:
+    total = producers * per_producer
+    result = BurstRun()
+    done = threading.Event()
+    count = 0
+    end: dict[str, int | None] = {}
+
+    def callback() -> None:
+        nonlocal count
+        count += 1  # only the loop thread runs callbacks
+        if count == total:
+            end["t"], end["w"] = time.perf_counter_ns(), _write_syscalls()
+            done.set()
+
+    errors: list[str] = []
+    mech = make(lambda: None)
+    post = mech.post_fn()
+    if post is None:
+        raise ValueError("not a burst case")
+    loop_thread = _start(_serve(mech, pin[0], errors), "bench-loop")
+    start = threading.Barrier(producers + 1)
+
+    def produce() -> None:
+        _pin_this_thread(pin[1])
+        start.wait()
+        for _ in range(per_producer):
+            post(callback)
+
+    threads = [_start(produce, f"bench-producer-{i}") for i in range(producers)]
+    w0 = _write_syscalls()
+    t0 = time.perf_counter_ns()
+    start.wait()
+    if not done.wait(timeout):
+        errors.append(f"only {count} of {total} callbacks ran within {timeout} s")
+    for t in threads:
+        t.join(timeout)
+    mech.stop()
+    loop_thread.join(timeout)
+    if errors:
+        result.error = "; ".join(errors)
+        return result
+    t1 = end["t"]
+    assert t1 is not None
+    result.callbacks_per_s = total / ((t1 - t0) / 1e9)
+    result.writes_per_callback = _per(w0, end["w"], total)
+    return result
+
+
+def platform_can_pin() -> bool:
+    return sys.platform == "linux" and hasattr(os, "sched_setaffinity")

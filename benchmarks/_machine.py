@@ -1,0 +1,41 @@
+"""What the benchmark ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import Any
+
+import aiowake
+
+from ._mechanisms import uvloop
+
+
+def _cpu() -> tuple[str, bool]:
+    model, hypervisor = platform.processor() or platform.machine(), False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and " hypervisor" in line:
+                    hypervisor = True
+    except OSError:
+        pass
+    return model, hypervisor
+
+
+def describe() -> dict[str, Any]:
+    model, hypervisor = _cpu()
+    return {
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "virtual_machine": hypervisor,
+        "switch_interval_ms": sys.getswitchinterval() * 1000,
+        "aiowake": aiowake.__version__,
+        "uvloop": getattr(uvloop, "__version__", None),
+    }

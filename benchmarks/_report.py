@@ -1,0 +1,125 @@
+"""The comparison tables (rich) and the JSON document."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ._cases import FLOOR, STOCK, UVLOOP
+
+PIN_TITLES = {
+    "same": "producer and loop pinned to one CPU",
+    "split": "producer and loop on two CPUs",
+    "none": "threads not pinned",
+}
+
+
+def _us(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.1f}" if v >= 100 else f"{v:.2f}")
+
+
+def _ratio(v: float | None, ref: float | None) -> str:
+    return "—" if v is None or not ref else f"{v / ref:.2f}×"
+
+
+def _count(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def latency_table(title: str, rows: dict[str, dict[str, Any]], busy: bool = False) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    t.add_column("case")
+    for col in ("p50", "p90", "p99", "p99.9", "max"):
+        t.add_column(f"{col} µs", justify="right")
+    t.add_column("p50 ÷ floor", justify="right")
+    t.add_column("p50 ÷ asyncio", justify="right")
+    t.add_column("loop cs", justify="right")
+    if not busy:
+        t.add_column("writes", justify="right")
+    floor = rows.get(FLOOR, {}).get("p50")
+    stock = rows.get(STOCK, {}).get("p50")
+    for name, r in sorted(rows.items(), key=lambda kv: kv[1].get("p50", float("inf"))):
+        if r.get("error"):
+            t.add_row(name, f"[red]FAILED: {r['error']}[/red]")
+            continue
+        cells = [name] + [_us(r[k]) for k in ("p50", "p90", "p99", "p99.9", "max")]
+        cells += [_ratio(r["p50"], floor), _ratio(r["p50"], stock), _count(r["switches"])]
+        if not busy:
+            cells.append(_count(r["writes"]))
+        t.add_row(*cells)
+    return t
+
+
+def burst_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    t.add_column("case")
+    t.add_column("callbacks/s", justify="right")
+    t.add_column("÷ asyncio cst", justify="right")
+    t.add_column("÷ uvloop cst", justify="right")
+    t.add_column("writes", justify="right")
+    stock = rows.get(STOCK, {}).get("callbacks_per_s")
+    uv = rows.get(UVLOOP, {}).get("callbacks_per_s")
+    for name, r in sorted(rows.items(), key=lambda kv: -kv[1].get("callbacks_per_s", 0.0)):
+        if r.get("error"):
+            t.add_row(name, f"[red]FAILED: {r['error']}[/red]")
+            continue
+        rate = r["callbacks_per_s"]
+        t.add_row(
+            name,
+            f"{rate / 1e6:.2f} M",
+            _ratio(rate, stock),
+            _ratio(rate, uv),
+            "—" if r["writes"] is None else f"{r['writes']:.2g}",
+        )
+    return t
+
+
+def print_report(console: Console, doc: dict[str, Any]) -> None:
+    m = doc["machine"]
+    console.print(
+        f"[bold]aiowake {m['aiowake']}[/bold] · {m['python']} · uvloop {m['uvloop']} · "
+        f"{m['os']}\n{m['cpus']} CPUs: {m['cpu']}"
+        + (" (virtual machine)" if m["virtual_machine"] else "")
+        + f" · switch interval {m['switch_interval_ms']:g} ms"
+    )
+    cfg = doc["config"]
+    console.print(
+        f"{cfg['rounds']} interleaved rounds; latency {cfg['samples']} samples per case per round "
+        f"(p50 = median of the rounds' p50s; tails pooled); burst {cfg['producers']} threads × "
+        f"{cfg['burst_n']:,} callbacks"
+    )
+    if m["virtual_machine"] and "split" in doc["results"]:
+        console.print(
+            "[yellow]On a VM a wake across CPUs waits for the hypervisor to wake the halted vCPU; "
+            "that cost is the same for every mechanism and hides their differences. Compare "
+            "mechanisms in the one-CPU tables.[/yellow]"
+        )
+    console.print(
+        "writes: write(2) system calls per wake or callback, from /proc/self/io; — where the "
+        "wakeup is a socket send(), which that count does not see (stock asyncio: one per "
+        "call_soon_threadsafe). loop cs: context switches of the loop thread per wake."
+    )
+    for pin, scenarios in doc["results"].items():
+        where = PIN_TITLES[pin]
+        if "latency" in scenarios:
+            console.print(latency_table(f"Wakeup latency, {where}", scenarios["latency"]))
+        if "busy" in scenarios:
+            console.print(
+                latency_table(
+                    f"Latency with a busy producer ({cfg['busy_ms']:g} ms of computing after each "
+                    f"wake), {where}",
+                    scenarios["busy"],
+                    busy=True,
+                )
+            )
+        if "burst" in scenarios:
+            console.print(burst_table(f"Burst throughput, {where}", scenarios["burst"]))
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")

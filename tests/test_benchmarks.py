@@ -1,0 +1,136 @@
+"""The benchmark suite runs every case, ends, and reports sane numbers (never checks speed)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks._cases import all_cases
+from benchmarks._cli import parse_args
+from benchmarks._harness import pin_plan, run_burst, run_latency
+from benchmarks._mechanisms import Wake, WakerOnSelectors
+from benchmarks._stats import percentile, summarize_latency
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(240)
+def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--rounds=2",
+            "--samples=5",
+            "--warmup=2",
+            "--busy-samples=1",
+            "--busy-ms=1",
+            "--burst-n=300",
+            "--producers=2",
+            "--pin=same,split,none",
+            f"--json={out_json}",
+            f"--plot={out_png}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Wakeup latency" in proc.stdout
+    assert "Burst throughput" in proc.stdout
+    doc: dict[str, Any] = json.loads(out_json.read_text())
+    assert doc["machine"]["python"].startswith("CPython") or doc["machine"]["python"]
+    cases = {c.name: c for c in all_cases()}
+    assert set(doc["cases"]) == set(cases)
+    for mode, scenarios in doc["results"].items():
+        assert mode in ("same", "split", "none")
+        for scenario, rows in scenarios.items():
+            expected = {n for n, c in cases.items() if scenario in c.scenarios}
+            assert set(rows) == expected, (mode, scenario)
+            for name, row in rows.items():
+                assert "error" not in row, (mode, scenario, name, row)
+                if scenario == "burst":
+                    assert row["callbacks_per_s"] > 0
+                    assert len(row["rounds_callbacks_per_s"]) == 2
+                else:
+                    values = [row[k] for k in ("p50", "p90", "p99", "p99.9", "max")]
+                    assert all(v > 0 for v in values), (name, values)
+                    assert values[1:] == sorted(values[1:]), "pooled percentiles are ordered"
+                    assert row["p50"] <= row["max"]
+                    assert row["samples"] == 2 * (5 if scenario == "latency" else 1)
+    assert out_png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_latency_run_counts_its_samples() -> None:
+    case = next(c for c in all_cases() if c.name == "selectors/waker:pipe")
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_latency(case.make, samples=20, warmup=3, pin=plan, timeout=10.0)
+    assert run.error is None
+    assert len(run.samples_ns) == 20
+    assert all(s > 0 for s in run.samples_ns)
+
+
+def test_burst_run_reports_a_rate() -> None:
+    case = next(c for c in all_cases() if c.name == "asyncio/Dispatcher")
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_burst(case.make, producers=3, per_producer=1000, pin=plan, timeout=10.0)
+    assert run.error is None
+    assert run.callbacks_per_s > 0
+    assert run.writes_per_callback is None or 0 < run.writes_per_callback < 1
+
+
+def test_a_stuck_case_is_reported_not_hung() -> None:
+    """A mechanism whose wake never reaches the loop fails the case after the timeout."""
+
+    class Deaf(WakerOnSelectors):
+        def wake_fn(self) -> Wake:
+            return lambda: None  # the producer's wakes go nowhere
+
+    plan = pin_plan("none")
+    assert plan is not None
+    deaf = functools.partial(Deaf, backend="pipe")
+    run = run_latency(deaf, samples=3, warmup=0, pin=plan, timeout=0.5)
+    assert run.error is not None
+    assert "no wakeup within" in run.error
+
+
+def test_percentiles() -> None:
+    values = list(range(1, 1001))
+    assert percentile(values, 50) == 500
+    assert percentile(values, 99.9) == 999
+    assert percentile([7], 99) == 7
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+    s = summarize_latency([[1000, 2000, 3000], [4000, 5000, 6000]])
+    assert s["p50"] == 3.5  # median of the rounds' p50s (2 µs and 5 µs)
+    assert s["max"] == 6.0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--rounds=0"], ["--pin=diagonal"], ["--scenarios=speed"], ["--timeout=0"], ["--samples=-1"]],
+)
+def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_full_preset_is_larger() -> None:
+    quick, full = parse_args([]), parse_args(["--full"])
+    assert full.rounds > quick.rounds
+    assert full.samples > quick.samples
+    assert parse_args(["--full", "--rounds=3"]).rounds == 3
