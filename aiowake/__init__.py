@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._dispatcher import Dispatcher as Dispatcher
-from ._dispatcher import DispatcherHandle as DispatcherHandle
 from ._event import Event as Event
+from ._handle import DispatcherHandle as DispatcherHandle
 from ._socketpair import fallback_socketpair as fallback_socketpair
 from ._socketpair import socketpair as socketpair
 from ._version import __version__ as __version__

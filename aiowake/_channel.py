@@ -1,21 +1,31 @@
 """One wakeup channel per event loop, shared by all of that loop's Events and Dispatchers.
 
-A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs (anything with a
-``_run()`` method). Any thread or signal handler posts a job with ``post()``: append, then wake. The
-loop runs them in batches in ``_run_batch``: drain, then run exactly the jobs queued by then.
+A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs (``DispatcherHandle``
+objects). Any thread or signal handler posts a job: append, then wake. The loop runs them in
+batches in ``_run_batch``: count the queue, run that many jobs, drain, and wake itself again if
+anything is queued by then.
 
-Why nothing is lost: every job is appended *before* its wake, and a batch counts the queue *after*
-its drain. A job is either counted by this batch, or was appended after the drain, so its wake
-(or a later one) comes after the drain re-armed the waker and writes: the reader runs again.
-A job posted while a batch runs waits for the next batch, so a flood of posts cannot starve the
-loop's other I/O.
+Why nothing is lost: every job is appended *before* its wake. A job is either counted by this
+batch, or appended after the count; then after the drain either its wake comes later (it writes,
+since the drain re-armed the waker) or it came earlier and was consumed by the drain, in which case
+the job is already in the queue when the batch looks at it after the drain, and the batch wakes
+again. Either way the reader runs again. A job posted while a batch runs waits for the next batch,
+so a flood of posts cannot starve the loop's other I/O.
+
+Why drain *after* the jobs: the first job runs one system call sooner, and the read (which
+releases the GIL) happens after the latency-critical part instead of before it. Posts made during
+the batch find the waker still pending and make no system call; the batch's closing wake covers
+them with one write.
 
 ``deque.append``/``popleft`` are atomic against other threads (the GIL; a C call is never split)
 and against signal handlers (they run between bytecodes), which is all ``post()`` needs.
 
 Lifetime: users (a Dispatcher until it closes, an Event while a task waits on it) come through
-``acquire_channel()`` and leave through ``release()``; the last release removes the reader and
-closes the waker, so a loop with no user holds no descriptor of ours. Registration changes happen
+``acquire_channel()`` and leave through ``release()``. When the last one leaves, the channel closes
+on the loop's next iteration unless a user came back meanwhile: an Event awaited in a loop (wait,
+wake, wait ...) keeps its channel instead of unregistering and re-creating it every round, which
+would put two system calls and a new descriptor inside every wake. A loop with no user holds no
+descriptor of ours from its next iteration on. Registration changes happen
 on the loop's thread: directly if the caller is on it or the loop is not running, else through
 ``loop.call_soon_threadsafe``.
 """
@@ -28,21 +38,12 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Protocol, final
+from typing import final
 
+from ._handle import DispatcherHandle
 from ._waker import Waker
 
-__all__ = [
-    "Channel",
-    "Job",
-    "acquire_channel",
-    "on_loop_thread",
-    "refuse_loop_without_readers",
-]
-
-
-class Job(Protocol):
-    def _run(self) -> None: ...
+__all__ = ["Channel", "acquire_channel", "on_loop_thread", "refuse_loop_without_readers"]
 
 
 def on_loop_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
@@ -68,7 +69,7 @@ class Channel:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: collections.deque[Job] = collections.deque()
+        self._queue: collections.deque[DispatcherHandle] = collections.deque()
         self._users = 0  # guarded by _registry_lock
         self.closed = False
         self._waker = Waker()
@@ -84,34 +85,67 @@ class Channel:
             self._close()
             raise
 
-    def post(self, job: Job) -> None:
+    def post(self, job: DispatcherHandle) -> None:
         """Any thread or signal handler: queue *job* for the loop's next batch."""
         self._queue.append(job)  # first the job...
         self._waker.wake()  # ...then the wake (see the module docstring)
 
     def _run_batch(self) -> None:
-        self._waker.drain()
         queue = self._queue
         popleft = queue.popleft
         try:
-            for _ in range(len(queue)):  # counted after the drain; later posts wake us again
-                popleft()._run()
+            for _ in range(len(queue)):  # jobs queued after the count wait for the next batch
+                # Inlined DispatcherHandle run: this loop is the burst hot path.
+                job = popleft()
+                callback = job._callback  # read once: a racing cancel() sets it to None
+                if callback is None:
+                    continue
+                try:
+                    context = job._context
+                    if context is None:
+                        callback(*job._args)
+                    else:
+                        context.run(callback, *job._args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # as asyncio's Handle reports a failing callback
+                    job._report(self._loop, callback, exc)
         finally:
+            # Drain, then look (see the module docstring). Also covers a job that raised
+            # BaseException (KeyboardInterrupt, SystemExit) out of the batch: the rest still runs.
+            self._waker.drain()
             if queue and not self.closed:
-                # A job raised BaseException (KeyboardInterrupt, SystemExit) out of the batch: the
-                # rest of it has been drained for already, so ask for another round.
                 self._waker.wake()
 
     def release(self) -> None:
-        """Any thread: one user fewer. The last one unregisters and closes the channel; jobs
-        still queued are dropped (they belong to closed Dispatchers or to Events nobody awaits)."""
+        """Any thread: one user fewer. After the last one the channel closes on the loop's next
+        iteration, unless a user came back by then (see the module docstring), once the jobs
+        already queued have run."""
         with _registry_lock:
             self._users -= 1
             if self._users:
                 return
+        loop = self._loop
+        if not loop.is_running():
+            self._close_if_unused()
+        elif asyncio._get_running_loop() is loop:
+            loop.call_soon(self._close_if_unused)
+        else:
+            loop.call_soon_threadsafe(self._close_if_unused)
+
+    def _close_if_unused(self) -> None:
+        """Loop thread (or loop not running)."""
+        if self._queue and self._loop.is_running():
+            # Jobs posted before their Dispatcher closed still run: the next batch is due (their
+            # wake left the waker readable), so look again after it.
+            self._loop.call_soon(self._close_if_unused)
+            return
+        with _registry_lock:
+            if self._users:
+                return  # someone came back
             if _registry.get(self._loop) is self:
                 del _registry[self._loop]
-        on_loop_thread(self._loop, self._close)
+        self._close()
 
     def _close(self) -> None:
         """Loop thread (or loop not running). Idempotent."""

@@ -6,71 +6,16 @@ import asyncio
 import contextvars
 import warnings
 from collections.abc import Callable
+from contextvars import copy_context as _copy_context
 from types import TracebackType
-from typing import Any, Self, TypeVarTuple, Unpack, final
+from typing import Self, TypeVarTuple, Unpack, final
 
 from ._channel import Channel, acquire_channel
+from ._handle import DispatcherHandle
 
-__all__ = ["Dispatcher", "DispatcherHandle"]
+__all__ = ["Dispatcher"]
 
 _Ts = TypeVarTuple("_Ts")
-
-
-@final
-class DispatcherHandle:
-    """What ``Dispatcher.call_soon_threadsafe`` returns: ``cancel()`` keeps the callback from
-    running, if it has not started yet."""
-
-    __slots__ = ("_args", "_callback", "_cancelled", "_context", "_dispatcher")
-
-    def __init__(
-        self,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        context: contextvars.Context,
-        dispatcher: Dispatcher,
-    ) -> None:
-        self._callback = callback
-        self._args = args
-        self._context = context
-        self._dispatcher = dispatcher
-        self._cancelled = False
-
-    def cancel(self) -> None:
-        """Any thread. A cancel that races the callback's start may come too late, as with
-        asyncio's handles; once it has returned on the loop's thread, the callback never runs."""
-        self._cancelled = True
-
-    def cancelled(self) -> bool:
-        return self._cancelled
-
-    def get_context(self) -> contextvars.Context:
-        return self._context
-
-    def _run(self) -> None:
-        if self._cancelled or self._dispatcher._closed:
-            return
-        try:
-            self._context.run(self._callback, *self._args)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # reported the way asyncio reports a failing Handle
-            self._dispatcher._loop.call_exception_handler(
-                {
-                    "message": f"Exception in callback {self._format_callback()}",
-                    "exception": exc,
-                    "handle": self,
-                }
-            )
-
-    def _format_callback(self) -> str:
-        name = getattr(self._callback, "__qualname__", None) or repr(self._callback)
-        args = ", ".join(repr(a) for a in self._args)
-        return f"{name}({args})"
-
-    def __repr__(self) -> str:
-        state = " cancelled" if self._cancelled else ""
-        return f"<aiowake.DispatcherHandle {self._format_callback()}{state}>"
 
 
 @final
@@ -82,12 +27,21 @@ class Dispatcher:
     the context that was current when it was posted; one batch runs only what was queued when it
     began. A callback's exception goes to ``loop.call_exception_handler`` and the others still run.
 
-    Close it (or use ``with``) before closing the loop; callbacks not yet run when it closes are
-    dropped, as ``loop.close()`` drops its own. A loop without ``add_reader`` (Windows' proactor
-    loop) is refused with RuntimeError.
+    Close it (or use ``with``) before closing the loop: it then refuses new posts, and callbacks
+    posted before still run while the loop runs (a loop closed first drops them, as it drops its
+    own ready callbacks). A loop without ``add_reader`` (Windows' proactor loop) is refused with
+    RuntimeError.
     """
 
-    __slots__ = ("__weakref__", "_channel", "_closed", "_loop")
+    __slots__ = (
+        "__weakref__",
+        "_append",
+        "_channel",
+        "_closed",
+        "_loop",
+        "_loop_is_closed",
+        "_wake",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._closed = True  # until the channel is ours, so that __del__ has nothing to do
@@ -106,6 +60,10 @@ class Dispatcher:
             raise RuntimeError("Event loop is closed")
         self._loop = loop
         self._channel: Channel = acquire_channel(loop)
+        # The post path's three calls, bound once: call_soon_threadsafe is the burst hot path.
+        self._append = self._channel._queue.append
+        self._wake = self._channel._waker.wake
+        self._loop_is_closed = loop.is_closed
         self._closed = False
 
     @property
@@ -128,20 +86,17 @@ class Dispatcher:
         runs its batch cost one wakeup in all. Raises RuntimeError after ``close()`` or once the
         loop is closed, as ``loop.call_soon_threadsafe`` does.
         """
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        if self._loop.is_closed():
-            raise RuntimeError("Event loop is closed")
+        if self._closed or self._loop_is_closed():
+            raise RuntimeError(f"{self!r} is closed" if self._closed else "Event loop is closed")
         if not callable(callback):
             raise TypeError(f"a callable object was expected, got {callback!r}")
-        handle = DispatcherHandle(
-            callback, args, contextvars.copy_context() if context is None else context, self
-        )
-        self._channel.post(handle)
+        handle = DispatcherHandle(callback, args, _copy_context() if context is None else context)
+        self._append(handle)  # first the job...
+        self._wake()  # ...then the wake: the order the channel's no-lost-wakeup rests on
         return handle
 
     def close(self) -> None:
-        """Stop accepting posts and drop the callbacks not yet run. Idempotent; any thread."""
+        """Refuse posts from now on; those made before still run. Idempotent; any thread."""
         if self._closed:
             return
         self._closed = True

@@ -7,6 +7,7 @@ import collections
 from typing import final
 
 from ._channel import Channel, acquire_channel
+from ._handle import DispatcherHandle
 
 __all__ = ["Event"]
 
@@ -22,13 +23,16 @@ class Event:
     Works on stock asyncio and on uvloop.
     """
 
-    __slots__ = ("_channel", "_loop", "_value", "_waiters")
+    __slots__ = ("_channel", "_loop", "_notify", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._value = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: Channel | None = None
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        # The job set() posts, made once: it carries no per-call state, and running it twice
+        # (two sets before the loop got to it) is harmless, the second finds the futures done.
+        self._notify = DispatcherHandle(self._wake_waiters, (), None)
 
     def is_set(self) -> bool:
         """True once ``set()`` and until ``clear()``. Any thread."""
@@ -59,7 +63,7 @@ class Event:
             return
         channel = self._channel
         if channel is not None:
-            channel.post(self)
+            channel.post(self._notify)
 
     def clear(self) -> None:
         """Reset the flag; later ``wait()`` calls block until the next ``set()``. Any thread.
@@ -92,11 +96,8 @@ class Event:
             self._waiters.remove(fut)
             channel.release()
 
-    def _run(self) -> None:
-        """The channel's job: wake every waiter, on the loop's thread."""
-        self._wake_waiters()
-
     def _wake_waiters(self) -> None:
+        """Loop thread: wake every task waiting now."""
         for fut in self._waiters:
             if not fut.done():
                 fut.set_result(True)

@@ -279,14 +279,22 @@ async def test_post_after_close_raises() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_close_drops_what_has_not_run() -> None:
+async def test_callbacks_posted_before_close_still_run() -> None:
+    """close() refuses new posts; what was accepted runs, even when this was the channel's last
+    user (the channel then closes after the batch)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
     ran: list[int] = []
     d = aiowake.Dispatcher()
     d.call_soon_threadsafe(ran.append, 1)
+    d.call_soon_threadsafe(done.set_result, None)
     d.close()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert ran == []
+    with pytest.raises(RuntimeError, match="closed"):
+        d.call_soon_threadsafe(ran.append, 2)
+    await asyncio.wait_for(done, GUARD)
+    assert ran == [1]
+    await asyncio.sleep(0)
+    assert _channel._registry.get(loop) is None
 
 
 @pytest.mark.asyncio
@@ -334,6 +342,7 @@ async def test_events_and_dispatchers_share_one_channel() -> None:
     await asyncio.wait_for(asyncio.gather(*waiters), GUARD)
     for d in dispatchers:
         d.close()
+    await asyncio.sleep(0)  # an unused channel closes on the loop's next iteration
     assert _channel._registry.get(loop) is None
     assert open_fds() == before
 
@@ -400,6 +409,7 @@ def test_nothing_left_after_loop_close(run_in_loop: Callable[..., Any]) -> None:
             await asyncio.sleep(0)
             await asyncio.to_thread(d.call_soon_threadsafe, ev.set)
             await asyncio.wait_for(waiter, GUARD)
+        await asyncio.sleep(0)  # an unused channel closes on the loop's next iteration
         assert _channel._registry.get(loop) is None
         selector = getattr(loop, "_selector", None)
         if selector is not None:  # stock asyncio: only its own self-pipe is left registered

@@ -24,6 +24,12 @@ def channel_of(loop: asyncio.AbstractEventLoop) -> _channel.Channel | None:
     return _channel._registry.get(loop)
 
 
+async def channel_after_next_iteration() -> _channel.Channel | None:
+    """The loop's channel once the loop ran its next iteration (an unused channel closes then)."""
+    await asyncio.sleep(0)
+    return channel_of(asyncio.get_running_loop())
+
+
 async def blocked(task: asyncio.Task[Any]) -> bool:
     """Let the loop run a few rounds, then say whether *task* is still waiting."""
     for _ in range(5):
@@ -109,7 +115,7 @@ async def test_cancelled_wait_leaves_nothing_behind() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert not ev._waiters
-    assert channel_of(loop) is None, "the last waiter gone, the channel is closed"
+    assert await channel_after_next_iteration() is None, "last waiter gone: channel closed"
     # And the event still works afterwards.
     again = asyncio.ensure_future(ev.wait())
     assert await blocked(again)
@@ -122,7 +128,7 @@ async def test_wait_for_timeout_cancels_cleanly() -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(ev.wait(), 0.01)
     assert not ev._waiters
-    assert channel_of(asyncio.get_running_loop()) is None
+    assert await channel_after_next_iteration() is None
 
 
 def polling(
@@ -247,6 +253,7 @@ async def test_ten_thousand_events_share_one_channel() -> None:
 
     await asyncio.to_thread(set_all)
     assert await asyncio.wait_for(asyncio.gather(*waiters), GUARD) == [True] * 10_000
+    assert await channel_after_next_iteration() is None
     assert channel_of(loop) is None
     assert open_fds() == before
 
@@ -283,3 +290,28 @@ async def test_no_exception_handler_calls(loop_errors: ExceptionHandlerGuard) ->
     await asyncio.sleep(0)
     [ctx] = loop_errors.take()
     assert isinstance(ctx["exception"], ZeroDivisionError)
+
+
+async def test_repeated_waits_keep_one_channel() -> None:
+    """wait, set, wait, set ...: the channel survives between rounds (no re-registration and no
+    new descriptor inside a wake), and closes once nobody waits any more."""
+    loop = asyncio.get_running_loop()
+    ev = aiowake.Event()
+    ready = asyncio.Queue[None]()
+    channels = set()
+
+    async def waiter() -> None:
+        for _ in range(50):
+            ready.put_nowait(None)  # cleared; a set() from now on is this round's
+            await ev.wait()
+            channels.add(channel_of(loop))
+            ev.clear()
+
+    task = asyncio.ensure_future(waiter())
+    for _ in range(50):
+        await asyncio.wait_for(ready.get(), GUARD)
+        await asyncio.to_thread(ev.set)
+    await asyncio.wait_for(task, GUARD)
+    assert len(channels) == 1
+    assert None not in channels
+    assert await channel_after_next_iteration() is None

@@ -1,0 +1,62 @@
+"""The one kind of job a loop's channel runs: a callback, its arguments and its context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any, final
+
+__all__ = ["DispatcherHandle"]
+
+
+@final
+class DispatcherHandle:
+    """What ``Dispatcher.call_soon_threadsafe`` returns: ``cancel()`` keeps the callback from
+    running, if it has not started yet."""
+
+    # Cancelled is "callback is None": cancel() is then one store, and the loop reads the callback
+    # once, so a cancel racing the run never leaves it with half of a pair. No flag, no lock.
+    # Three stores and nothing else: making one is most of what a post costs.
+    __slots__ = ("_args", "_callback", "_context", "_repr")
+
+    def __init__(
+        self, callback: Any, args: tuple[Any, ...], context: contextvars.Context | None
+    ) -> None:
+        self._callback = callback
+        self._args = args
+        self._context = context
+
+    def cancel(self) -> None:
+        """Any thread. A cancel that races the callback's start may come too late, as with
+        asyncio's handles; once it has returned on the loop's thread, the callback never runs."""
+        callback = self._callback
+        if callback is not None:
+            self._repr = _format_callback(callback, self._args)
+            self._callback = None
+
+    def cancelled(self) -> bool:
+        return self._callback is None
+
+    def get_context(self) -> contextvars.Context | None:
+        return self._context
+
+    def _report(self, loop: asyncio.AbstractEventLoop, callback: Any, exc: BaseException) -> None:
+        """Loop thread: hand *callback*'s exception to the loop, as asyncio reports a Handle's.
+        *callback* is passed in, not re-read: a cancel() racing the run may have cleared it."""
+        loop.call_exception_handler(
+            {
+                "message": f"Exception in callback {_format_callback(callback, self._args)}",
+                "exception": exc,
+                "handle": self,
+            }
+        )
+
+    def __repr__(self) -> str:
+        if self._callback is None:
+            return f"<aiowake.DispatcherHandle {self._repr} cancelled>"
+        return f"<aiowake.DispatcherHandle {_format_callback(self._callback, self._args)}>"
+
+
+def _format_callback(callback: object, args: tuple[Any, ...]) -> str:
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{name}({', '.join(repr(a) for a in args)})"
