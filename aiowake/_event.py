@@ -23,16 +23,13 @@ class Event:
     Works on stock asyncio and on uvloop.
     """
 
-    __slots__ = ("_channel", "_loop", "_notify", "_value", "_waiters")
+    __slots__ = ("_channel", "_loop", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._value = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._channel: Channel | None = None
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
-        # The job set() posts, made once: it carries no per-call state, and running it twice
-        # (two sets before the loop got to it) is harmless, the second finds the futures done.
-        self._notify = DispatcherHandle(self._wake_waiters, (), None)
 
     def is_set(self) -> bool:
         """True once ``set()`` and until ``clear()``. Any thread."""
@@ -51,7 +48,11 @@ class Event:
         # the flag). With the GIL making these steps sequentially consistent, at least one side
         # sees the other: a set() never misses a waiter that wait() then leaves blocked.
         self._value = True
-        if not self._waiters:
+        # The waiters of *this* set: those registered by now. A task that starts waiting after
+        # a later clear() must not be woken by this set when the loop gets to it. tuple() of a
+        # deque is one C call, atomic against the loop thread and against signal handlers.
+        waiters = tuple(self._waiters)
+        if not waiters:
             return
         loop = self._loop
         if asyncio._get_running_loop() is loop and asyncio.current_task(loop) is not None:
@@ -59,11 +60,11 @@ class Event:
             # will run its ready queue before it next polls. Elsewhere on the loop's thread --
             # a signal handler that interrupted select() -- a call_soon could sit unseen until the
             # poll times out, so that case goes through the channel below.
-            self._wake_waiters()
+            _wake(waiters)
             return
         channel = self._channel
         if channel is not None:
-            channel.post(self._notify)
+            channel.post(DispatcherHandle(_wake, (waiters,), None))
 
     def clear(self) -> None:
         """Reset the flag; later ``wait()`` calls block until the next ``set()``. Any thread.
@@ -96,13 +97,15 @@ class Event:
             self._waiters.remove(fut)
             channel.release()
 
-    def _wake_waiters(self) -> None:
-        """Loop thread: wake every task waiting now."""
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_result(True)
-
     def __repr__(self) -> str:
         state = "set" if self._value else "unset"
         waiters = f" waiters={len(self._waiters)}" if self._waiters else ""
         return f"<aiowake.Event [{state}{waiters}]>"
+
+
+def _wake(waiters: tuple[asyncio.Future[bool], ...]) -> None:
+    """Loop thread: wake the tasks that were waiting when ``set()`` was called (skipping the
+    cancelled ones; a future already woken by an earlier set is done too)."""
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(True)
