@@ -135,9 +135,11 @@ class Channel:
 
     def _close_if_unused(self) -> None:
         """Loop thread (or loop not running)."""
-        if self._queue and self._loop.is_running():
+        if self._queue and not self._loop.is_closed():
             # Jobs posted before their Dispatcher closed still run: the next batch is due (their
-            # wake left the waker readable), so look again after it.
+            # wake left the waker readable), so look again after it, when the loop next runs. A
+            # loop closed before that drops them, as it drops its own ready callbacks, and our
+            # descriptor goes with the loop.
             self._loop.call_soon(self._close_if_unused)
             return
         with _registry_lock:

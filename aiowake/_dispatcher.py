@@ -28,9 +28,10 @@ class Dispatcher:
     began. A callback's exception goes to ``loop.call_exception_handler`` and the others still run.
 
     Close it (or use ``with``) before closing the loop: it then refuses new posts, and callbacks
-    posted before still run while the loop runs (a loop closed first drops them, as it drops its
-    own ready callbacks). A loop without ``add_reader`` (Windows' proactor loop) is refused with
-    RuntimeError.
+    posted before still run, now or when the loop next runs. (A loop closed before it gets to them
+    drops them, as it drops its own ready callbacks; the loop's shared descriptor is then released
+    only when the loop object is garbage-collected, with a ResourceWarning.) A loop without
+    ``add_reader`` (Windows' proactor loop) is refused with RuntimeError.
     """
 
     __slots__ = (

@@ -429,3 +429,26 @@ def test_unclosed_dispatcher_warns(loop_factory: LoopFactory) -> None:
         assert _channel._registry.get(loop) is None
     finally:
         loop.close()
+
+
+def test_posts_made_while_the_loop_is_stopped_run_when_it_runs_after_close(
+    loop_factory: LoopFactory,
+) -> None:
+    """close() between two run_until_complete() calls: what was accepted runs in the next one,
+    and the channel closes after it."""
+    before = open_fds()
+    loop = loop_factory()
+    try:
+        d = aiowake.Dispatcher(loop)
+        ran: list[int] = []
+        start_thread(lambda: d.call_soon_threadsafe(ran.append, 1)).join(GUARD)
+        d.call_soon_threadsafe(ran.append, 2)
+        d.close()
+        assert ran == []
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
+        assert ran == [1, 2]
+        assert _channel._registry.get(loop) is None
+    finally:
+        loop.close()
+    assert open_fds() == before
