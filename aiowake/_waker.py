@@ -99,8 +99,10 @@ class Waker:
         Any thread may call it, and so may a Python signal handler, also one that interrupts
         ``wake()`` itself. It never waits for I/O: the descriptor is non-blocking and at most one
         byte is ever in it. Wakes before the next ``drain()`` cost one write in all; the others
-        make no system call. After ``close()`` it does nothing. An OS error other than "would
-        block" (which cannot happen while the token protocol holds) propagates.
+        make no system call. After ``close()`` it does nothing. ``EINTR`` is retried; "would block"
+        means the descriptor is full, hence readable, hence already pending; any other OS error
+        (``EBADF`` if someone else closed our descriptor) propagates, and the next wake tries
+        again.
         """
         if self._armed.pop(_TOKEN, None) is None:
             return  # a byte is written or about to be: nothing to add
@@ -108,12 +110,21 @@ class Waker:
             fd = self._wfd
             if fd < 0:
                 return  # closed; the token stays out, so later wakes return above
+            payload = self._backend.payload
             try:
-                _write(fd, self._backend.payload)
+                while True:
+                    try:
+                        _write(fd, payload)
+                        return
+                    except InterruptedError:
+                        continue  # PEP 475 retries inside os.write; this is the belt to its braces
             except BlockingIOError:
                 pass  # full, so readable: the wakeup is pending all the same
             except BaseException:
                 # Nothing was written: give the token back, or no wake would ever write again.
+                # (Should a signal handler's exception land just after a write that did happen,
+                # the token comes back with a byte in the descriptor: one spurious wakeup later,
+                # never a lost one, and the next drain reads both.)
                 self._armed[_TOKEN] = True
                 raise
 
@@ -123,16 +134,22 @@ class Waker:
         Call it from the thread that watches ``fileno()`` (the loop), before looking for work. It
         returns False when nothing was pending and after ``close()``. A wake that races the drain
         is never lost: it is either consumed here (and its work, queued before it, is there to be
-        found after this returns) or leaves ``fileno()`` readable for the next round.
+        found after this returns) or leaves ``fileno()`` readable for the next round. ``EINTR``
+        is retried; any other OS error propagates and leaves the pending wake pending.
         """
         with self._lock:
             fd = self._rfd
             if fd < 0:
                 return False
-            try:
-                data = _read(fd, self._backend.read_size)
-            except BlockingIOError:
-                return False  # nothing yet; if the token is out, its byte is on its way
+            size = self._backend.read_size
+            while True:
+                try:
+                    data = _read(fd, size)
+                    break
+                except InterruptedError:
+                    continue  # as in wake()
+                except BlockingIOError:
+                    return False  # nothing yet; if the token is out, its byte is on its way
             # Read first, then re-arm (see the module docstring for why not the other way).
             if data:
                 self._armed[_TOKEN] = True

@@ -1,0 +1,137 @@
+"""Fault injection: the backend's write or read fails once, the way the OS can make it fail.
+
+``aiowake._waker._write``/``_read`` are the only two system calls of the wake protocol; each test
+replaces one of them with a function that raises once and then behaves.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+import pytest
+
+import aiowake
+from aiowake import _waker
+
+from .conftest import readable
+
+SysCall = Callable[[int, object], object]
+
+
+def fail_once(monkeypatch: pytest.MonkeyPatch, name: str, exc: BaseException) -> list[int]:
+    """Make ``_waker.<name>`` raise *exc* on its first call; returns the list of calls made."""
+    real: SysCall = getattr(_waker, name)
+    calls: list[int] = []
+
+    def faulty(fd: int, arg: object) -> object:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise exc
+        return real(fd, arg)
+
+    monkeypatch.setattr(_waker, name, faulty)
+    return calls
+
+
+def test_wake_retries_eintr(monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker) -> None:
+    calls = fail_once(monkeypatch, "_write", InterruptedError(errno.EINTR, "interrupted"))
+    waker.wake()
+    assert len(calls) == 2  # the interrupted write, then the one that went through
+    assert readable(waker)
+    waker.wake()
+    assert len(calls) == 2  # pending: no third write
+    assert waker.drain()
+    assert not readable(waker)
+
+
+def test_drain_retries_eintr(monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker) -> None:
+    waker.wake()
+    calls = fail_once(monkeypatch, "_read", InterruptedError(errno.EINTR, "interrupted"))
+    assert waker.drain()
+    assert len(calls) == 2
+    assert not readable(waker)
+    waker.wake()  # re-armed: this writes again
+    assert readable(waker)
+
+
+def test_wake_would_block_means_already_pending(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """EAGAIN on write means the descriptor is full, so readable: the wake counts as made.
+
+    Simulated faithfully: the failing write first fills the descriptor the way the OS would
+    have found it (one real byte in it), then reports EAGAIN.
+    """
+    real = _waker._write
+    calls: list[int] = []
+
+    def full(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        real(fd, data)
+        raise BlockingIOError(errno.EAGAIN, "full")
+
+    monkeypatch.setattr(_waker, "_write", full)
+    waker.wake()  # no exception
+    waker.wake()
+    assert len(calls) == 1  # the token stayed out: "pending", no second write
+    assert readable(waker)
+    monkeypatch.setattr(_waker, "_write", real)
+    assert waker.drain()
+    waker.wake()  # the drain re-armed it
+    assert readable(waker)
+
+
+def test_wake_propagates_ebadf_and_stays_usable(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """Any other OS error propagates from wake(); nothing was written, so the token comes back
+    and the next wake writes (a wake is never silently swallowed)."""
+    calls = fail_once(monkeypatch, "_write", OSError(errno.EBADF, os.strerror(errno.EBADF)))
+    with pytest.raises(OSError, match="Bad file descriptor") as info:
+        waker.wake()
+    assert info.value.errno == errno.EBADF
+    assert not readable(waker)
+    waker.wake()
+    assert len(calls) == 2
+    assert readable(waker)
+    assert waker.drain()
+
+
+def test_drain_would_block_returns_false_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """EAGAIN on read is "not there yet": drain() is False and the wake stays pending, so the
+    next drain finds it."""
+    waker.wake()
+    fail_once(monkeypatch, "_read", BlockingIOError(errno.EAGAIN, "not yet"))
+    assert not waker.drain()
+    assert readable(waker)
+    assert waker.drain()
+    assert not readable(waker)
+
+
+def test_drain_propagates_other_errors_and_keeps_the_wake(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    waker.wake()
+    fail_once(monkeypatch, "_read", OSError(errno.EIO, os.strerror(errno.EIO)))
+    with pytest.raises(OSError, match="Input/output error"):
+        waker.drain()
+    assert readable(waker)
+    assert waker.drain()
+    waker.wake()
+    assert readable(waker)
+
+
+def test_keyboard_interrupt_in_write_gives_the_token_back(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """A signal handler raising out of an interrupted write (as PEP 475 lets it) must not leave
+    the waker "pending" with nothing written, stuck for good."""
+    fail_once(monkeypatch, "_write", KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        waker.wake()
+    waker.wake()
+    assert readable(waker)
