@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -238,3 +240,54 @@ def test_fallback_many_pairs_leak_nothing(pair_guard: list[socket.socket]) -> No
         a, b = aiowake.fallback_socketpair()
         a.close()
         b.close()
+
+
+IMPOSTOR = """
+import socket, sys
+family, host, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket(family, socket.SOCK_STREAM)
+s.connect((host, port))
+print(repr(s.getsockname()), flush=True)  # connected: the parent may go on
+s.settimeout(30)
+try:
+    data = s.recv(64)
+    print("eof" if data == b"" else f"got {data!r}", flush=True)
+except ConnectionResetError:
+    print("reset", flush=True)
+"""
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fallback_never_returns_an_impostor_from_another_process(
+    family: int, monkeypatch: pytest.MonkeyPatch, pair_guard: list[socket.socket]
+) -> None:
+    """A real other process connects to the private listener before our client does: it is
+    turned away (its connection closed, nothing sent to it) and we get our own pair."""
+    procs: list[subprocess.Popen[str]] = []
+    real_listen = socket.socket.listen
+
+    def listen_then_stranger(self: socket.socket, *args: Any) -> None:
+        real_listen(self, *args)
+        host, port = self.getsockname()[:2]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", IMPOSTOR, str(int(self.family)), host, str(port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        procs_addr.append(proc.stdout.readline().strip())  # waits until it is connected
+
+    procs_addr: list[str] = []
+    monkeypatch.setattr(socket.socket, "listen", listen_then_stranger)
+    a, b = aiowake.fallback_socketpair(family)
+    monkeypatch.undo()
+    pair_guard += [a, b]
+    assert_connected_pair(a, b)
+    (proc,) = procs
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out.strip() in {"eof", "reset"}, out
+    assert procs_addr[0].startswith(("('127.0.0.1'", "('::1'")), procs_addr
+    assert repr(a.getpeername()) != procs_addr[0]
+    assert a.getpeername() == b.getsockname()
