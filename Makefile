@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest bench bench-full clean
+.PHONY: test test-all lint typecheck pytest soak dist bench bench-full clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,29 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Every Python >= 3.11 on this machine: on PATH as pythonX.Y, or installed by pyenv. Each gets its
+# own venv (.venv-X.Y) and runs the tests; an absent one is skipped with a message.
+PY_VERSIONS ?= 3.11 3.12 3.13 3.14
+test-all:  ## the tests on every Python >= 3.11 found here
+	@for v in $(PY_VERSIONS); do \
+	  py=""; \
+	  for c in "python$$v" $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v; do \
+	    if "$$c" -c "import sys; assert sys.version_info[:2] == tuple(map(int, '$$v'.split('.')))" \
+	        >/dev/null 2>&1; then py="$$c"; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "test-all: Python $$v not found, skipped"; continue; fi; \
+	  echo "test-all: Python $$v ($$py)"; \
+	  $(MAKE) --no-print-directory pytest PYTHON="$$py" VENV=.venv-$$v || exit 1; \
+	done
+
+soak: $(STAMP)  ## a minute of mixed load, then the invariants (not in CI)
+	$(BIN)/python -m tests.soak $(ARGS)
+
+dist: $(STAMP)  ## wheel and sdist in dist/, checked by twine
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
+
 bench: $(STAMP)  ## the benchmark suite, quick (about a minute)
 	$(BIN)/python -m benchmarks $(ARGS)
 
@@ -34,4 +57,4 @@ bench-full: $(STAMP)  ## the numbers the README publishes
 	$(BIN)/python -m benchmarks --full $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) .venv-3.* .mypy_cache .pytest_cache .ruff_cache build dist
