@@ -15,6 +15,7 @@ from ._mechanisms import (
     DispatcherOnLoop,
     EventOnLoop,
     Mechanism,
+    Probe,
     RawEventfdFloor,
     StockEventOnLoop,
     WakerOnLoop,
@@ -32,7 +33,7 @@ UVLOOP = "uvloop/call_soon_threadsafe"
 @dataclass(frozen=True)
 class Case:
     name: str
-    make: Callable[[Callable[[], None]], Mechanism]
+    make: Callable[[Probe], Mechanism]
     scenarios: frozenset[str]
     what: str
     #: False where the wakeup is a socket send(), which /proc/self/io's write count does not see.

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._mechanisms import Callback, Mechanism
+from ._mechanisms import Mechanism, Probe
 
 #: How long the producer sleeps between samples so that the loop is back in its poll.
 IDLE_GAP_S = 50e-6
@@ -108,7 +108,7 @@ def _serve(mech: Mechanism, cpus: frozenset[int] | None, errors: list[str]) -> C
 
 
 def run_latency(
-    make: Callable[[Callback], Mechanism],
+    make: Callable[[Probe], Mechanism],
     samples: int,
     warmup: int,
     pin: Pin,
@@ -123,17 +123,20 @@ def run_latency(
     counters: dict[str, int | None] = {}
     perf = time.perf_counter_ns
 
-    def on_wake() -> None:
+    def stamp() -> None:
         out.append(perf() - t0[0])  # first: the timestamp; all else after it
         n = len(out)
         if n == warmup + 1:
             counters["cs0"], counters["w0"] = _thread_switches(), _write_syscalls()
         elif n == total:
             counters["cs1"], counters["w1"] = _thread_switches(), _write_syscalls()
+
+    def stamp_and_ack() -> None:
+        stamp()
         ack.release()
 
     errors: list[str] = []
-    mech = make(on_wake)
+    mech = make(Probe(stamp_and_ack, stamp, ack.release))
     loop_thread = _start(_serve(mech, pin[0], errors), "bench-loop")
 
     def produce() -> None:
@@ -170,7 +173,7 @@ def run_latency(
 
 
 def run_burst(
-    make: Callable[[Callback], Mechanism],
+    make: Callable[[Probe], Mechanism],
     producers: int,
     per_producer: int,
     pin: Pin,
@@ -190,7 +193,7 @@ def run_burst(
             done.set()
 
     errors: list[str] = []
-    mech = make(lambda: None)
+    mech = make(Probe.of(lambda: None))
     post = mech.post_fn()
     if post is None:
         raise ValueError("not a burst case")

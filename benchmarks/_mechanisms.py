@@ -1,7 +1,11 @@
 """The things being measured: each one a way for a producer thread to run code on a loop thread.
 
-A mechanism is built with ``on_wake``, the callable that whatever the loop runs on a wake calls
-as its first line (the harness times it). ``serve()`` runs the loop in the consumer thread until
+A mechanism is built with a ``Probe``: whatever the loop runs on a wake calls ``probe.both`` as
+its first line (the harness takes the time, then acknowledges the wake to the producer). Where
+the loop must do something before the next wake may come (drain a Waker, clear an Event), it calls
+``probe.stamp`` first and ``probe.ack`` after that: acknowledging before the drain would let the
+producer's next wake coalesce with the one being drained and be lost, the very misuse the Waker's
+documentation warns against. ``serve()`` runs the loop in the consumer thread until
 ``stop()``. ``wake_fn()`` / ``post_fn()`` give the producer what it calls: a bound method or a
 ``functools.partial``, never a Python-level wrapper, so that no case pays for an extra frame.
 """
@@ -15,6 +19,7 @@ import selectors
 import sys
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiowake
 
@@ -25,6 +30,26 @@ except ImportError:  # pragma: no cover - uvloop is in the bench dependencies on
     uvloop = None
 
 Callback = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The harness's hooks into the loop side: ``stamp`` then ``ack``, or ``both`` in one call."""
+
+    both: Callback
+    stamp: Callback
+    ack: Callback
+
+    @classmethod
+    def of(cls, both: Callback) -> Probe:
+        """A probe that does everything in ``stamp`` (burst: no timing, no acknowledgement)."""
+        return cls(both, both, _nothing)
+
+
+def _nothing() -> None:
+    pass
+
+
 #: What the producer calls: its result, if any, is ignored.
 Wake = Callable[[], object]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -37,8 +62,9 @@ if uvloop is not None:
 class Mechanism:
     """The interface every mechanism has."""
 
-    def __init__(self, on_wake: Callback) -> None:
-        self.on_wake = on_wake
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.on_wake = probe.both
 
     def serve(self) -> None:
         raise NotImplementedError
@@ -58,8 +84,8 @@ class Mechanism:
 class _OnLoop(Mechanism):
     """A mechanism on an asyncio-compatible loop, run in the consumer thread."""
 
-    def __init__(self, on_wake: Callback, loop_kind: str) -> None:
-        super().__init__(on_wake)
+    def __init__(self, probe: Probe, loop_kind: str) -> None:
+        super().__init__(probe)
         self.loop = LOOPS[loop_kind]()
         self.loop.set_debug(False)  # never time debug mode
 
@@ -97,16 +123,17 @@ class CallSoonThreadsafe(_OnLoop):
 class WakerOnLoop(_OnLoop):
     """A Waker watched with ``loop.add_reader``."""
 
-    def __init__(self, on_wake: Callback, loop_kind: str, backend: str) -> None:
-        super().__init__(on_wake, loop_kind)
+    def __init__(self, probe: Probe, loop_kind: str, backend: str) -> None:
+        super().__init__(probe, loop_kind)
         self.waker = aiowake.Waker(backend)
 
     def setup(self) -> None:
-        on_wake, drain = self.on_wake, self.waker.drain
+        stamp, ack, drain = self.probe.stamp, self.probe.ack, self.waker.drain
 
         def on_readable() -> None:
-            on_wake()
-            drain()
+            stamp()
+            drain()  # before the acknowledgement: see the module docstring
+            ack()
 
         self.loop.add_reader(self.waker.fileno(), on_readable)
 
@@ -118,18 +145,20 @@ class WakerOnLoop(_OnLoop):
         return self.waker.wake
 
 
-async def _wait_forever(event: asyncio.Event | aiowake.Event, on_wake: Callback) -> None:
+async def _wait_forever(event: asyncio.Event | aiowake.Event, probe: Probe) -> None:
+    stamp, ack = probe.stamp, probe.ack
     while True:
         await event.wait()
-        on_wake()
-        event.clear()
+        stamp()
+        event.clear()  # before the acknowledgement, or the next set() could be cleared away
+        ack()
 
 
 class _TaskOnLoop(_OnLoop):
     event: asyncio.Event | aiowake.Event
 
     def setup(self) -> None:
-        self._task = self.loop.create_task(_wait_forever(self.event, self.on_wake))
+        self._task = self.loop.create_task(_wait_forever(self.event, self.probe))
 
     def teardown(self) -> None:
         self._task.cancel()
@@ -139,8 +168,8 @@ class _TaskOnLoop(_OnLoop):
 class EventOnLoop(_TaskOnLoop):
     """A task awaiting ``aiowake.Event``; the producer calls ``event.set()``."""
 
-    def __init__(self, on_wake: Callback, loop_kind: str) -> None:
-        super().__init__(on_wake, loop_kind)
+    def __init__(self, probe: Probe, loop_kind: str) -> None:
+        super().__init__(probe, loop_kind)
         self.event = self.aio_event = aiowake.Event()
 
     def wake_fn(self) -> Wake:
@@ -162,8 +191,8 @@ class StockEventOnLoop(_TaskOnLoop):
 class DispatcherOnLoop(_OnLoop):
     """``aiowake.Dispatcher(loop).call_soon_threadsafe``."""
 
-    def __init__(self, on_wake: Callback, loop_kind: str) -> None:
-        super().__init__(on_wake, loop_kind)
+    def __init__(self, probe: Probe, loop_kind: str) -> None:
+        super().__init__(probe, loop_kind)
         self.dispatcher = aiowake.Dispatcher(self.loop)
 
     def teardown(self) -> None:
@@ -179,21 +208,23 @@ class DispatcherOnLoop(_OnLoop):
 class WakerOnSelectors(Mechanism):
     """A hand-written ``selectors`` loop watching a Waker (kafka-python's poll loop, in short)."""
 
-    def __init__(self, on_wake: Callback, backend: str) -> None:
-        super().__init__(on_wake)
+    def __init__(self, probe: Probe, backend: str) -> None:
+        super().__init__(probe)
         self.waker = aiowake.Waker(backend)
         self._stopping = False
 
     def serve(self) -> None:
-        waker, on_wake = self.waker, self.on_wake
+        waker, stamp, ack = self.waker, self.probe.stamp, self.probe.ack
         with selectors.DefaultSelector() as sel:
             sel.register(waker, selectors.EVENT_READ)
             select, drain = sel.select, waker.drain
             while True:
                 select()
                 if not self._stopping:
-                    on_wake()
-                drain()
+                    stamp()
+                drain()  # before the acknowledgement: see the module docstring
+                if not self._stopping:
+                    ack()
                 # Drain, then look: stop()'s wake may have coalesced with the one just drained.
                 if self._stopping:
                     break
@@ -210,8 +241,8 @@ class WakerOnSelectors(Mechanism):
 class RawEventfdFloor(Mechanism):
     """The floor: two threads on a blocking eventfd, no loop, no selector."""
 
-    def __init__(self, on_wake: Callback) -> None:
-        super().__init__(on_wake)
+    def __init__(self, probe: Probe) -> None:
+        super().__init__(probe)
         if sys.platform != "linux":  # pragma: no cover - guarded by the case list
             raise RuntimeError("the eventfd floor is Linux-only")
         self.fd = os.eventfd(0, os.EFD_CLOEXEC)

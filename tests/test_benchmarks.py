@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import _harness
 from benchmarks._cases import all_cases
 from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
@@ -134,3 +135,25 @@ def test_full_preset_is_larger() -> None:
     assert full.rounds > quick.rounds
     assert full.samples > quick.samples
     assert parse_args(["--full", "--rounds=3"]).rounds == 3
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "asyncio/waker:pipe",
+        "uvloop/waker:pipe",
+        "selectors/waker:pipe",
+        "asyncio/aiowake.Event",
+        "asyncio/asyncio.Event+cst",
+    ],
+)
+def test_back_to_back_wakes_are_never_lost(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no idle gap the producer wakes again the moment the loop acknowledges: a case that
+    acknowledged before draining its Waker (or clearing its Event) would lose that wake."""
+    monkeypatch.setattr(_harness, "IDLE_GAP_S", 0)
+    case = next(c for c in all_cases() if c.name == name)
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_latency(case.make, samples=2000, warmup=0, pin=plan, timeout=5.0)
+    assert run.error is None
+    assert len(run.samples_ns) == 2000
