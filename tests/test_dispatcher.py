@@ -214,6 +214,9 @@ async def test_cancel_keeps_the_callback_from_running() -> None:
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
 async def test_cancel_from_another_thread() -> None:
+    """A cancel made (in another thread) before the loop gets to the callback wins. The loop is
+    held in join() meanwhile, so that the batch cannot run between the post and the cancel (a
+    cancel racing the callback's start may come too late, as with asyncio's handles)."""
     ran: list[int] = []
     done = asyncio.get_running_loop().create_future()
     with aiowake.Dispatcher() as d:
@@ -223,7 +226,7 @@ async def test_cancel_from_another_thread() -> None:
             handle.cancel()
             d.call_soon_threadsafe(done.set_result, None)
 
-        await asyncio.to_thread(post_and_cancel)
+        start_thread(post_and_cancel).join(GUARD)  # blocks the loop on purpose
         await asyncio.wait_for(done, GUARD)
     assert ran == []
 
