@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import aiowake
-from aiowake import _channel, _waker
+from aiowake import _channel, _event, _waker
 
 from .conftest import ExceptionHandlerGuard, open_fds, start_thread
 
@@ -315,3 +315,60 @@ async def test_repeated_waits_keep_one_channel() -> None:
     assert len(channels) == 1
     assert None not in channels
     assert await channel_after_next_iteration() is None
+
+
+async def test_a_set_from_another_thread_resumes_the_waiter_inside_the_batch() -> None:
+    """The waiter runs where the set() sits among the loop's posts, not an iteration later: a
+    callback posted before the set() runs before it, one posted after, after it."""
+    loop = asyncio.get_running_loop()
+    ev = aiowake.Event()
+    order: list[str] = []
+
+    async def waiter() -> None:
+        await ev.wait()
+        order.append("waiter")
+
+    task = asyncio.ensure_future(waiter())
+    assert await blocked(task)
+    with aiowake.Dispatcher(loop) as dispatcher:
+
+        def post_set_post() -> None:
+            dispatcher.call_soon_threadsafe(order.append, "before")
+            ev.set()
+            dispatcher.call_soon_threadsafe(order.append, "after")
+
+        # join() holds the loop: all three posts land before the loop runs the batch.
+        start_thread(post_set_post).join(GUARD)
+        await asyncio.wait_for(task, GUARD)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert order == ["before", "waiter", "after"]
+    assert await channel_after_next_iteration() is None, "the wait's use of the channel is gone"
+
+
+async def test_cancel_between_the_set_and_the_batch() -> None:
+    """Task.cancel() after another thread's set() was posted, before the loop ran it: the wait
+    raises CancelledError, the others still wake, nothing is reported."""
+    ev = aiowake.Event()
+    doomed = asyncio.ensure_future(ev.wait())
+    other = asyncio.ensure_future(ev.wait())
+    assert await blocked(other)
+    start_thread(ev.set).join(GUARD)  # posted; the loop has not run its batch yet
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(doomed, GUARD)
+    assert await asyncio.wait_for(other, GUARD) is True
+    assert not ev._waiters
+    assert await channel_after_next_iteration() is None
+
+
+async def test_the_batch_never_steps_a_task_inside_another() -> None:
+    """Should the batch run while a task is running (a loop re-entered from inside a task, as
+    nest_asyncio allows), the waiters are woken the usual way instead of stepped in place."""
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    ev._value = True
+    _event._resume(tuple(ev._waiters))  # here, inside this test's task
+    assert not waiter.done(), "not stepped inside this task"
+    assert await asyncio.wait_for(waiter, GUARD) is True
