@@ -38,6 +38,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
+from contextvars import Context as _new_context
 from typing import final
 
 from ._handle import DispatcherHandle
@@ -101,11 +102,15 @@ class Channel:
                 if callback is None:
                     continue
                 try:
-                    context = job._context
+                    context, args = job._context, job._args
                     if context is None:
-                        callback(*job._args)
+                        context = _new_context()  # the copy of an empty context (see the handle)
+                    # Most posts have no arguments: a plain call then spares building the
+                    # argument tuple that f(x, *args) makes.
+                    if args:
+                        context.run(callback, *args)
                     else:
-                        context.run(callback, *job._args)
+                        context.run(callback)
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:  # as asyncio's Handle reports a failing callback

@@ -38,6 +38,9 @@ class DispatcherHandle:
         return self._callback is None
 
     def get_context(self) -> contextvars.Context | None:
+        """The context the callback runs in: ``context=`` if given, else a copy of the poster's,
+        made at the post. None when the poster's context was empty (any plain thread's): the
+        callback then runs in a new empty context of its own, made when it starts."""
         return self._context
 
     def _report(self, loop: asyncio.AbstractEventLoop, callback: Any, exc: BaseException) -> None:

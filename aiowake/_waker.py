@@ -104,8 +104,13 @@ class Waker:
         (``EBADF`` if someone else closed our descriptor) propagates, and the next wake tries
         again.
         """
-        if self._armed.pop(_TOKEN, None) is None:
-            return  # a byte is written or about to be: nothing to add
+        if self._armed.pop(_TOKEN, None) is not None:
+            self._write_token()
+        # else: a byte is written or about to be: nothing to add
+
+    def _write_token(self) -> None:
+        """The second half of ``wake()``, for the caller that has just taken the token (the
+        Dispatcher's post path takes it itself, to spare a pending wake a method call)."""
         with self._lock:
             fd = self._wfd
             if fd < 0:

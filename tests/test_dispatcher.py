@@ -271,6 +271,34 @@ async def test_callback_changes_stay_in_its_context() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
+async def test_posts_from_an_empty_context_each_get_a_fresh_one() -> None:
+    """A plain thread's context is empty; its callbacks run in a new empty context each (the
+    handle says None), so what one sets is not seen by the next, nor by the loop. An explicit
+    empty context is used as given."""
+    seen: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+    explicit = contextvars.Context()
+    handles: list[aiowake.DispatcherHandle] = []
+    with aiowake.Dispatcher() as d:
+
+        def post() -> None:
+            for _ in range(3):
+                handles.append(d.call_soon_threadsafe(lambda: seen.append(request_id.get())))
+                handles.append(d.call_soon_threadsafe(request_id.set, "leaked?"))
+            handles.append(d.call_soon_threadsafe(request_id.set, "kept", context=explicit))
+            d.call_soon_threadsafe(done.set_result, None)
+
+        await asyncio.to_thread(contextvars.Context().run, post)
+        await asyncio.wait_for(done, GUARD)
+    assert seen == ["unset"] * 3
+    assert [h.get_context() for h in handles[:-1]] == [None] * 6
+    assert handles[-1].get_context() is explicit
+    assert explicit[request_id] == "kept"
+    assert request_id.get() == "unset", "the loop's own context is untouched"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
 async def test_post_after_close_raises() -> None:
     d = aiowake.Dispatcher()
     d.close()
