@@ -16,7 +16,9 @@ class DispatcherHandle:
 
     # Cancelled is "callback is None": cancel() is then one store, and the loop reads the callback
     # once, so a cancel racing the run never leaves it with half of a pair. No flag, no lock.
-    # Three stores and nothing else: making one is most of what a post costs.
+    # Three stores and nothing else: making one is most of what a post costs (which is why
+    # Dispatcher.call_soon_threadsafe makes its handles without calling __init__). A None context
+    # is the copy of an empty one: the batch gives the callback a new empty context.
     __slots__ = ("_args", "_callback", "_context", "_repr")
 
     def __init__(

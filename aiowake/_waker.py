@@ -72,7 +72,7 @@ class Waker:
         self._rfd = self._wfd = -1  # so that __del__ and repr work if opening fails
         self._backend: Backend = resolve(backend)
         self._lock = threading.RLock()
-        self._armed: dict[int, bool] = {}
+        self._armed: dict[int, bool] = {}  # never rebound: the Dispatcher binds its pop()
         self._rfd, self._wfd = self._backend.open()
         self._armed[_TOKEN] = True
         _track(self)
