@@ -37,5 +37,6 @@ def describe() -> dict[str, Any]:
         "virtual_machine": hypervisor,
         "switch_interval_ms": sys.getswitchinterval() * 1000,
         "aiowake": aiowake.__version__,
+        "auto_backend": aiowake.Waker.backends()[0],
         "uvloop": getattr(uvloop, "__version__", None),
     }

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._cases import FLOOR, STOCK, UVLOOP
+from ._targets import auto_backend, check, targets_table
 
 PIN_TITLES = {
     "same": "producer and loop pinned to one CPU",
@@ -118,6 +119,8 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
             )
         if "burst" in scenarios:
             console.print(burst_table(f"Burst throughput, {where}", scenarios["burst"]))
+    if "same" in doc["results"]:
+        console.print(targets_table(check(doc), auto_backend(doc)))
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

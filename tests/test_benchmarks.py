@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
+import aiowake
 from benchmarks import _harness
 from benchmarks._cases import all_cases
 from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
 from benchmarks._mechanisms import Wake, WakerOnSelectors
 from benchmarks._stats import percentile, summarize_latency
+from benchmarks._targets import TARGETS, check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +51,7 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Wakeup latency" in proc.stdout
     assert "Burst throughput" in proc.stdout
+    assert "Targets" in proc.stdout
     doc: dict[str, Any] = json.loads(out_json.read_text())
     assert doc["machine"]["python"].startswith("CPython") or doc["machine"]["python"]
     cases = {c.name: c for c in all_cases()}
@@ -157,3 +160,47 @@ def test_back_to_back_wakes_are_never_lost(name: str, monkeypatch: pytest.Monkey
     run = run_latency(case.make, samples=2000, warmup=0, pin=plan, timeout=5.0)
     assert run.error is None
     assert len(run.samples_ns) == 2000
+
+
+def test_every_target_names_cases_of_the_suite() -> None:
+    names = {c.name for c in all_cases()}
+    auto = aiowake.Waker.backends()[0]
+    for t in TARGETS:
+        case, ref = t.cases(auto)
+        if sys.platform == "linux":
+            assert {case, ref} <= names, t
+        assert all(t.scenario in c.scenarios for c in all_cases() if c.name in (case, ref)), t
+
+
+def test_targets_are_ratios_of_one_run_checked_each_way() -> None:
+    latency = {
+        "floor/eventfd": {"p50": 10.0},
+        "uvloop/waker:eventfd": {"p50": 11.0},  # 1.1x floor: met (at most 1.15x)
+        "selectors/waker:eventfd": {"p50": 16.0},  # 1.6x floor: not met (at most 1.5x)
+        "asyncio/call_soon_threadsafe": {"p50": 20.0},
+        "asyncio/waker:eventfd": {"error": "no wakeup"},  # failed: neither met nor unmet
+    }
+    burst = {
+        "asyncio/call_soon_threadsafe": {"callbacks_per_s": 1e5},
+        "uvloop/call_soon_threadsafe": {"callbacks_per_s": 4e5},
+        "asyncio/Dispatcher": {"callbacks_per_s": 3.4e5},  # 3.4x stock, 0.85x uvloop: met
+        "uvloop/Dispatcher": {"callbacks_per_s": 3.9e5},  # 0.975x uvloop: not met (at least 1x)
+    }
+    doc = {
+        "machine": {"auto_backend": "eventfd"},
+        "results": {"same": {"latency": latency, "burst": burst}},
+    }
+    got = {
+        (c.target.case, c.target.ref): (None if c.ratio is None else round(c.ratio, 3), c.met)
+        for c in check(doc)
+    }
+    assert got[("uvloop/waker:{auto}", "floor/eventfd")] == (1.1, True)
+    assert got[("selectors/waker:{auto}", "floor/eventfd")] == (1.6, False)
+    assert got[("asyncio/waker:{auto}", "asyncio/call_soon_threadsafe")] == (None, None)
+    assert got[("asyncio/aiowake.Event", "asyncio/asyncio.Event+cst")] == (None, None)
+    assert got[("asyncio/Dispatcher", "asyncio/call_soon_threadsafe")] == (3.4, True)
+    assert got[("asyncio/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.85, True)
+    assert got[("uvloop/Dispatcher", "uvloop/call_soon_threadsafe")] == (
+        0.975,
+        False,
+    )

@@ -1,0 +1,103 @@
+"""The performance targets aiowake is held to, checked against a run's one-CPU results.
+
+Each target is a ratio of two cases' figures from the same run (latency: medians of the rounds'
+p50s; burst: median callbacks per second), so machine drift cancels out. The wakeup-write targets
+("at most one write per loop iteration", "no system call for a pending wake") are properties, not
+ratios: the tests prove them and the tables show the write counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.table import Table
+
+import aiowake
+
+from ._cases import BURST, FLOOR, LATENCY, STOCK, UVLOOP
+
+AUTO = "{auto}"  # stands for the auto backend's name in a case name
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    case: str
+    ref: str
+    scenario: str
+    limit: float
+    #: True: the ratio must be at most ``limit`` (latency); False: at least (throughput).
+    at_most: bool = True
+
+    def cases(self, auto: str) -> tuple[str, str]:
+        return self.case.replace(AUTO, auto), self.ref.replace(AUTO, auto)
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("Waker via add_reader, asyncio", f"asyncio/waker:{AUTO}", STOCK, LATENCY, 0.75),
+    Target("Waker via add_reader, uvloop", f"uvloop/waker:{AUTO}", FLOOR, LATENCY, 1.15),
+    Target("Waker in a selectors loop", f"selectors/waker:{AUTO}", FLOOR, LATENCY, 1.5),
+    Target("Event, asyncio", "asyncio/aiowake.Event", "asyncio/asyncio.Event+cst", LATENCY, 0.8),
+    Target("Event, uvloop", "uvloop/aiowake.Event", "uvloop/asyncio.Event+cst", LATENCY, 0.8),
+    Target("Dispatcher latency, uvloop", "uvloop/Dispatcher", UVLOOP, LATENCY, 0.5),
+    Target("Dispatcher burst, asyncio", "asyncio/Dispatcher", STOCK, BURST, 3.0, at_most=False),
+    Target("Dispatcher burst, asyncio", "asyncio/Dispatcher", UVLOOP, BURST, 0.8, at_most=False),
+    Target("Dispatcher burst, uvloop", "uvloop/Dispatcher", UVLOOP, BURST, 1.0, at_most=False),
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    target: Target
+    ratio: float | None  # None: a case was not run (or failed)
+
+    @property
+    def met(self) -> bool | None:
+        if self.ratio is None:
+            return None
+        t = self.target
+        return self.ratio <= t.limit if t.at_most else self.ratio >= t.limit
+
+
+def _figure(row: dict[str, Any] | None, scenario: str) -> float | None:
+    if row is None or "error" in row:
+        return None
+    value = row.get("callbacks_per_s" if scenario == BURST else "p50")
+    return float(value) if value else None
+
+
+def auto_backend(doc: dict[str, Any]) -> str:
+    """The backend ``"auto"`` picked on the machine of the run."""
+    return str(doc["machine"].get("auto_backend") or aiowake.Waker.backends()[0])
+
+
+def check(doc: dict[str, Any]) -> list[Check]:
+    """Every target against the run's pinned-to-one-CPU results."""
+    same = doc["results"].get("same", {})
+    auto = auto_backend(doc)
+    checks = []
+    for t in TARGETS:
+        case, ref = t.cases(auto)
+        rows = same.get(t.scenario, {})
+        a, b = _figure(rows.get(case), t.scenario), _figure(rows.get(ref), t.scenario)
+        checks.append(Check(t, None if a is None or b is None else a / b))
+    return checks
+
+
+def targets_table(checks: list[Check], auto: str) -> Table:
+    table = Table(title="Targets, producer and loop pinned to one CPU", title_justify="left")
+    table.add_column("target")
+    table.add_column("case ÷ reference")
+    table.add_column("wanted", justify="right")
+    table.add_column("measured", justify="right")
+    table.add_column("met", justify="center")
+    for c in checks:
+        t = c.target
+        case, ref = t.cases(auto)
+        what = "p50" if t.scenario == LATENCY else "callbacks/s"
+        wanted = f"{'≤' if t.at_most else '≥'} {t.limit:g}×"
+        measured = "—" if c.ratio is None else f"{c.ratio:.2f}×"
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "—"}[c.met]
+        table.add_row(t.what, f"{case} ÷ {ref} ({what})", wanted, measured, met)
+    return table
