@@ -33,3 +33,17 @@ def test_readme_block_runs(code: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.strip(), "each block prints what it did"
+
+
+def test_every_test_the_guarantees_cite_exists() -> None:
+    """The Guarantees section maps promises to tests; a renamed or deleted test must not leave it
+    pointing at nothing."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Guarantees") : readme.index("## Layout")]
+    cited = set(re.findall(r"::(test_\w+)|`(test_\w+)`", section))
+    names = {a or b for a, b in cited}
+    defined = set()
+    for path in (ROOT / "tests").glob("*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M))
+    assert len(names) > 20
+    assert names <= defined, sorted(names - defined)
