@@ -181,6 +181,7 @@ def _summarize_latency(
         s["rounds_p50"] = [summarize_latency([r.samples_ns])["p50"] for r in rs]
         s["switches"] = median_or_none([r.switches_per_wake for r in rs])
         s["writes"] = median_or_none([r.writes_per_wake for r in rs]) if counted[name] else None
+        s["loop_first"] = median_or_none([r.loop_first for r in rs])
         out[name] = s
     return out
 

@@ -9,6 +9,11 @@ each wake instead of going idle, so the loop must wait for the interpreter's swi
 Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
 from the start until the loop ran the last one.
 
+With both threads on one CPU a wake lands in one of two modes: the woken loop thread preempts the
+producer right at its write (it finds the GIL free: the write released it), or the producer runs on
+until it blocks and the loop runs then, a few µs later. The kernel's scheduler picks, and the share
+shifts between cases, rounds and runs; ``loop_first`` records it, so ratios can be read with it.
+
 Counters come from the kernel, so they cost the mechanisms nothing: context switches of the loop
 thread (``getrusage(RUSAGE_THREAD)``) and write system calls of the process (``syscw`` in
 ``/proc/self/io``), read at the first and the last measured wake.
@@ -80,6 +85,9 @@ class LatencyRun:
     samples_ns: list[int] = field(default_factory=list)
     switches_per_wake: float | None = None
     writes_per_wake: float | None = None
+    #: Share of the measured wakes whose first loop line ran before the producer's wake call had
+    #: returned: the loop thread preempted the producer at its write (see the module docstring).
+    loop_first: float | None = None
     error: str | None = None
 
 
@@ -119,13 +127,18 @@ def run_latency(
     result = LatencyRun()
     out = result.samples_ns
     t0 = [0]
+    returned = [False]  # the producer's wake call has returned
+    loop_first = 0
     ack = threading.Lock()
     counters: dict[str, int | None] = {}
     perf = time.perf_counter_ns
 
     def stamp() -> None:
+        nonlocal loop_first
         out.append(perf() - t0[0])  # first: the timestamp; all else after it
         n = len(out)
+        if n > warmup and not returned[0]:
+            loop_first += 1
         if n == warmup + 1:
             counters["cs0"], counters["w0"] = _thread_switches(), _write_syscalls()
         elif n == total:
@@ -147,8 +160,10 @@ def run_latency(
                 errors.append(f"no wakeup within {timeout} s after {len(out)} samples")
                 return
             sleep(IDLE_GAP_S)
+            returned[0] = False
             t0[0] = start = perf()
             wake()
+            returned[0] = True  # one store: all the producer does before it blocks or computes
             if busy_ns:
                 while perf() - start < busy_ns:  # compute, holding the GIL
                     pass
@@ -169,6 +184,7 @@ def run_latency(
     del out[samples:]
     result.switches_per_wake = _per(counters.get("cs0"), counters.get("cs1"), samples - 1)
     result.writes_per_wake = _per(counters.get("w0"), counters.get("w1"), samples - 1)
+    result.loop_first = loop_first / samples
     return result
 
 

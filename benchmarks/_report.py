@@ -27,6 +27,10 @@ def _ratio(v: float | None, ref: float | None) -> str:
     return "—" if v is None or not ref else f"{v / ref:.2f}×"
 
 
+def _share(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
 def _count(v: float | None) -> str:
     return "—" if v is None else f"{v:.2f}"
 
@@ -41,6 +45,7 @@ def latency_table(title: str, rows: dict[str, dict[str, Any]], busy: bool = Fals
     t.add_column("loop cs", justify="right")
     if not busy:
         t.add_column("writes", justify="right")
+        t.add_column("loop first", justify="right")
     floor = rows.get(FLOOR, {}).get("p50")
     stock = rows.get(STOCK, {}).get("p50")
     for name, r in sorted(rows.items(), key=lambda kv: kv[1].get("p50", float("inf"))):
@@ -50,7 +55,7 @@ def latency_table(title: str, rows: dict[str, dict[str, Any]], busy: bool = Fals
         cells = [name] + [_us(r[k]) for k in ("p50", "p90", "p99", "p99.9", "max")]
         cells += [_ratio(r["p50"], floor), _ratio(r["p50"], stock), _count(r["switches"])]
         if not busy:
-            cells.append(_count(r["writes"]))
+            cells += [_count(r["writes"]), _share(r.get("loop_first"))]
         t.add_row(*cells)
     return t
 
@@ -102,7 +107,9 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
     console.print(
         "writes: write(2) system calls per wake or callback, from /proc/self/io; — where the "
         "wakeup is a socket send(), which that count does not see (stock asyncio: one per "
-        "call_soon_threadsafe). loop cs: context switches of the loop thread per wake."
+        "call_soon_threadsafe). loop cs: context switches of the loop thread per wake. loop first: "
+        "share of wakes whose loop callback started before the producer's wake call returned (the "
+        "loop preempted the producer at its write: the fast mode on one CPU)."
     )
     for pin, scenarios in doc["results"].items():
         where = PIN_TITLES[pin]

@@ -72,6 +72,7 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
                     assert values[1:] == sorted(values[1:]), "pooled percentiles are ordered"
                     assert row["p50"] <= row["max"]
                     assert row["samples"] == 2 * (5 if scenario == "latency" else 1)
+                    assert 0 <= row["loop_first"] <= 1
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
 
@@ -83,6 +84,22 @@ def test_latency_run_counts_its_samples() -> None:
     assert run.error is None
     assert len(run.samples_ns) == 20
     assert all(s > 0 for s in run.samples_ns)
+    assert run.loop_first is not None
+    assert 0 <= run.loop_first <= 1
+
+
+def test_loop_first_counts_wakes_handled_before_the_wake_call_returned() -> None:
+    """A "loop" that runs inside the wake call itself is first every time."""
+
+    class Inline(WakerOnSelectors):
+        def wake_fn(self) -> Wake:
+            return self.probe.both  # the probe runs before the wake call returns
+
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_latency(functools.partial(Inline, backend="pipe"), 10, 2, plan, timeout=10.0)
+    assert run.error is None
+    assert run.loop_first == 1.0
 
 
 def test_burst_run_reports_a_rate() -> None:
