@@ -13,7 +13,6 @@ from typing import Self, TypeVarTuple, Unpack, final
 
 from ._channel import Channel, acquire_channel
 from ._handle import DispatcherHandle
-from ._waker import _TOKEN
 
 __all__ = ["Dispatcher"]
 
@@ -77,7 +76,7 @@ class Dispatcher:
         # is Waker.wake() in its two steps, so that a pending one costs a C call, not a method.
         waker = self._channel._waker
         self._append = self._channel._queue.append
-        self._take_token = functools.partial(waker._armed.pop, _TOKEN, None)
+        self._take_token = waker._take_token
         self._write_token = waker._write_token
         self._loop_is_closed = _is_closed_check(loop)
         self._closed = False

@@ -29,6 +29,7 @@ descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never to
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -61,7 +62,7 @@ class Waker:
     then look for work: every wake that returned before ``drain()`` started is then seen.
     """
 
-    __slots__ = ("__weakref__", "_armed", "_backend", "_lock", "_rfd", "_wfd")
+    __slots__ = ("__weakref__", "_armed", "_backend", "_lock", "_rfd", "_take_token", "_wfd")
 
     @staticmethod
     def backends() -> tuple[str, ...]:
@@ -72,7 +73,10 @@ class Waker:
         self._rfd = self._wfd = -1  # so that __del__ and repr work if opening fails
         self._backend: Backend = resolve(backend)
         self._lock = threading.RLock()
-        self._armed: dict[int, bool] = {}  # never rebound: the Dispatcher binds its pop()
+        self._armed: dict[int, bool] = {}
+        # wake()'s first step, one C call: None if a wake is already pending. Also bound by the
+        # Dispatcher's post path, which then calls _write_token() itself.
+        self._take_token = functools.partial(self._armed.pop, _TOKEN, None)
         self._rfd, self._wfd = self._backend.open()
         self._armed[_TOKEN] = True
         _track(self)
@@ -104,13 +108,13 @@ class Waker:
         (``EBADF`` if someone else closed our descriptor) propagates, and the next wake tries
         again.
         """
-        if self._armed.pop(_TOKEN, None) is not None:
+        if self._take_token() is not None:
             self._write_token()
         # else: a byte is written or about to be: nothing to add
 
     def _write_token(self) -> None:
-        """The second half of ``wake()``, for the caller that has just taken the token (the
-        Dispatcher's post path takes it itself, to spare a pending wake a method call)."""
+        """The second half of ``wake()``, for the caller that has just taken the token with
+        ``_take_token()`` (the Dispatcher's post path does: a pending wake costs no method call)."""
         with self._lock:
             fd = self._wfd
             if fd < 0:
