@@ -22,8 +22,12 @@ from ._mechanisms import (
     WakerOnSelectors,
 )
 
-LATENCY, BUSY, BURST = "latency", "busy", "burst"
-SCENARIOS = (LATENCY, BUSY, BURST)
+#: latency: the producer sleeps between wakes; working: it computes in C with the GIL released
+#: between wakes; busy: it computes holding the GIL after each wake; burst: throughput.
+LATENCY, WORKING, BUSY, BURST = "latency", "working", "busy", "burst"
+SCENARIOS = (LATENCY, WORKING, BUSY, BURST)
+#: The scenarios that measure one wake from a producer that then goes idle.
+ONE_WAKE = (LATENCY, WORKING)
 
 FLOOR = "floor/eventfd"
 STOCK = "asyncio/call_soon_threadsafe"
@@ -43,6 +47,7 @@ class Case:
 def all_cases() -> list[Case]:
     auto = aiowake.Waker.backends()[0]
     cases: list[Case] = []
+    main = {LATENCY, WORKING, BUSY}  # the comparison's main cases; other backends: LATENCY only
 
     def add(
         name: str,
@@ -54,13 +59,13 @@ def all_cases() -> list[Case]:
         cases.append(Case(name, make, frozenset(scenarios), what, writes_counted))
 
     if sys.platform == "linux":
-        add(FLOOR, RawEventfdFloor, {LATENCY, BUSY}, "two threads on a raw eventfd, no loop")
+        add(FLOOR, RawEventfdFloor, main, "two threads on a raw eventfd, no loop")
     for loop in LOOPS:
         p = functools.partial
         add(
             f"{loop}/call_soon_threadsafe",
             p(CallSoonThreadsafe, loop_kind=loop),
-            {LATENCY, BUSY, BURST},
+            main | {BURST},
             f"{loop}'s own loop.call_soon_threadsafe",
             writes_counted=loop != "asyncio",  # stock asyncio wakes its self-pipe with send()
         )
@@ -68,33 +73,33 @@ def all_cases() -> list[Case]:
             add(
                 f"{loop}/waker:{backend}",
                 p(WakerOnLoop, loop_kind=loop, backend=backend),
-                {LATENCY, BUSY} if backend == auto else {LATENCY},
+                main if backend == auto else {LATENCY},
                 f"aiowake.Waker({backend!r}) via loop.add_reader",
             )
         add(
             f"{loop}/aiowake.Event",
             p(EventOnLoop, loop_kind=loop),
-            {LATENCY, BUSY},
+            main,
             "a task awaiting aiowake.Event, set() from the producer",
         )
         add(
             f"{loop}/asyncio.Event+cst",
             p(StockEventOnLoop, loop_kind=loop),
-            {LATENCY},
+            {LATENCY, WORKING},
             "a task awaiting asyncio.Event, set via loop.call_soon_threadsafe",
             writes_counted=loop != "asyncio",
         )
         add(
             f"{loop}/Dispatcher",
             p(DispatcherOnLoop, loop_kind=loop),
-            {LATENCY, BUSY, BURST},
+            main | {BURST},
             "aiowake.Dispatcher(loop).call_soon_threadsafe",
         )
     for backend in aiowake.Waker.backends():
         add(
             f"selectors/waker:{backend}",
             functools.partial(WakerOnSelectors, backend=backend),
-            {LATENCY, BUSY} if backend == auto else {LATENCY},
+            main if backend == auto else {LATENCY},
             f"aiowake.Waker({backend!r}) in a plain selectors loop",
         )
     return cases

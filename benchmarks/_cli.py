@@ -13,8 +13,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._cases import BURST, BUSY, LATENCY, SCENARIOS, Case, all_cases
-from ._harness import BurstRun, LatencyRun, Pin, pin_plan, run_burst, run_latency
+from ._cases import BURST, BUSY, SCENARIOS, WORKING, Case, all_cases
+from ._harness import (
+    BurstRun,
+    LatencyRun,
+    Pin,
+    pin_plan,
+    run_burst,
+    run_latency,
+    sleep_gap,
+    work_gap,
+)
 from ._machine import describe
 from ._report import print_report, write_json
 from ._stats import median_or_none, summarize_latency
@@ -131,15 +140,16 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                             )
                         )
                     else:
-                        n = args.samples if scenario == LATENCY else args.busy_samples
+                        busy = scenario == BUSY
                         lat[case.name].append(
                             run_latency(
                                 case.make,
-                                n,
-                                args.warmup if scenario == LATENCY else 2,
+                                args.busy_samples if busy else args.samples,
+                                2 if busy else args.warmup,
                                 plans[mode],
                                 args.timeout,
-                                busy_ns if scenario == BUSY else 0,
+                                busy_ns if busy else 0,
+                                work_gap if scenario == WORKING else sleep_gap,
                             )
                         )
                     progress.advance(task)
@@ -212,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=150)  # piped or captured: do not squeeze the tables to 80
     if args.list:
         for case in select_cases(args.cases):
-            console.print(f"{case.name:34} {','.join(sorted(case.scenarios)):22} {case.what}")
+            console.print(f"{case.name:34} {','.join(sorted(case.scenarios)):28} {case.what}")
         return 0
     doc = run_suite(args, console)
     print_report(console, doc)

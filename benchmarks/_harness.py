@@ -1,18 +1,22 @@
 """Running one case once: a consumer (loop) thread, producer thread(s), CPU pinning, counters.
 
-Latency: the producer waits for the loop's acknowledgement of the previous wake, sleeps a little so
+Latency: the producer waits for the loop's acknowledgement of the previous wake, pauses a little so
 the loop is idle again (blocked in its poll), takes ``t0 = perf_counter_ns()`` and wakes. The first
 line the loop runs for that wake takes ``t1`` and acknowledges. A sample is ``t1 - t0``: one-way,
-wake call included. With ``busy_ns`` the producer computes (holding the GIL) for that long after
-each wake instead of going idle, so the loop must wait for the interpreter's switch interval.
+wake call included. The pause is a ``gap``: ``sleep_gap`` (an idle producer, like a thread that was
+blocked on I/O or a timer) or ``work_gap`` (a working producer, like an executor's worker thread
+computing in C code that releases the GIL). With ``busy_ns`` the producer computes (holding the
+GIL) for that long after each wake instead of going idle, so the loop must wait for the
+interpreter's switch interval.
 
 Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
 from the start until the loop ran the last one.
 
 With both threads on one CPU a wake lands in one of two modes: the woken loop thread preempts the
 producer right at its write (it finds the GIL free: the write released it), or the producer runs on
-until it blocks and the loop runs then, a few µs later. The kernel's scheduler picks, and the share
-shifts between cases, rounds and runs; ``loop_first`` records it, so ratios can be read with it.
+until it blocks and the loop runs then, a few µs later. The kernel's scheduler picks: a producer
+that has just woken from sleeping is mostly let run on, one that has been computing is mostly
+preempted, so the two gaps show the two modes; ``loop_first`` records the share.
 
 Counters come from the kernel, so they cost the mechanisms nothing: context switches of the loop
 thread (``getrusage(RUSAGE_THREAD)``) and write system calls of the process (``syscw`` in
@@ -21,6 +25,7 @@ thread (``getrusage(RUSAGE_THREAD)``) and write system calls of the process (``s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import sys
@@ -31,8 +36,28 @@ from dataclasses import dataclass, field
 
 from ._mechanisms import Mechanism, Probe
 
-#: How long the producer sleeps between samples so that the loop is back in its poll.
+#: How long the producer pauses between samples so that the loop is back in its poll.
 IDLE_GAP_S = 50e-6
+
+Gap = Callable[[], None]
+
+
+def sleep_gap() -> None:
+    """An idle producer: it sleeps between wakes."""
+    time.sleep(IDLE_GAP_S)
+
+
+_WORK = bytes(4096)  # hashlib releases the GIL while it hashes 2 KiB or more
+
+
+def work_gap() -> None:
+    """A working producer: between wakes it computes in C code that releases the GIL (hashing here;
+    compression or numpy do the same), so the loop thread could take the GIL at any moment."""
+    perf, sha, chunk = time.perf_counter_ns, hashlib.sha256, _WORK
+    end = perf() + int(IDLE_GAP_S * 1e9)
+    while perf() < end:
+        sha(chunk)
+
 
 Pin = tuple[frozenset[int] | None, frozenset[int] | None]  # (loop thread, producer threads)
 
@@ -122,6 +147,7 @@ def run_latency(
     pin: Pin,
     timeout: float,
     busy_ns: int = 0,
+    gap: Gap = sleep_gap,
 ) -> LatencyRun:
     total = warmup + samples
     result = LatencyRun()
@@ -154,12 +180,12 @@ def run_latency(
 
     def produce() -> None:
         _pin_this_thread(pin[1])
-        wake, sleep = mech.wake_fn(), time.sleep
+        wake = mech.wake_fn()
         for _ in range(total):
             if not ack.acquire(timeout=timeout):
                 errors.append(f"no wakeup within {timeout} s after {len(out)} samples")
                 return
-            sleep(IDLE_GAP_S)
+            gap()
             returned[0] = False
             t0[0] = start = perf()
             wake()

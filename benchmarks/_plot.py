@@ -1,11 +1,13 @@
-"""A PNG of the latency percentiles per case: one panel per CPU placement, log scale."""
+"""A PNG of the latency percentiles per case: a panel per producer and CPU placement, log scale."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
-from ._report import PIN_TITLES
+from ._cases import ONE_WAKE
+from ._report import PIN_TITLES, PRODUCER_TITLES
 
 MARKERS = (("p50", "o", "p50"), ("p90", "s", "p90"), ("p99", "D", "p99"), ("p99.9", "^", "p99.9"))
 
@@ -16,14 +18,24 @@ def plot_latency(path: Path, doc: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(pin, s["latency"]) for pin, s in doc["results"].items() if "latency" in s]
-    if not panels:
+    results = doc["results"]
+    pins = [pin for pin, s in results.items() if any(k in s for k in ONE_WAKE)]
+    scenarios = [k for k in ONE_WAKE if any(k in results[pin] for pin in pins)]
+    if not pins:
         raise ValueError("no latency results to plot")
-    n_cases = max(len(rows) for _, rows in panels)
+    n_cases = max(len(results[pin].get(k, {})) for pin in pins for k in scenarios)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(7.5 * len(panels), 0.32 * n_cases + 1.8), squeeze=False
+        len(scenarios),
+        len(pins),
+        figsize=(7.5 * len(pins), (0.32 * n_cases + 1.2) * len(scenarios) + 0.6),
+        squeeze=False,
     )
-    for ax, (pin, rows) in zip(axes[0], panels, strict=True):
+    for (i, scenario), (j, pin) in itertools.product(enumerate(scenarios), enumerate(pins)):
+        ax, rows = axes[i][j], results[pin].get(scenario, {})
+        ax.set_title(f"{PRODUCER_TITLES[scenario]},\n{PIN_TITLES[pin]}", fontsize=10)
+        if not rows:
+            ax.set_axis_off()
+            continue
         ok = {k: v for k, v in rows.items() if not v.get("error")}
         names = sorted(ok, key=lambda k: ok[k]["p50"], reverse=True)
         ys = range(len(names))
@@ -35,12 +47,11 @@ def plot_latency(path: Path, doc: dict[str, Any]) -> None:
         ax.set_yticks(list(ys), names, fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("one-way wakeup latency, µs (log scale)")
-        ax.set_title(PIN_TITLES[pin], fontsize=10)
         ax.grid(axis="x", which="both", alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)  # the fastest cases, top left, leave it free
     m = doc["machine"]
     fig.suptitle(f"aiowake wakeup latency · {m['python']} · {m['cpu']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,9 +9,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._cases import FLOOR, STOCK, UVLOOP
+from ._cases import FLOOR, LATENCY, ONE_WAKE, STOCK, UVLOOP, WORKING
 from ._targets import auto_backend, check, targets_table
 
+PRODUCER_TITLES = {
+    LATENCY: "idle producer (sleeps between wakes)",
+    WORKING: "working producer (computes in C, GIL released, between wakes)",
+}
 PIN_TITLES = {
     "same": "producer and loop pinned to one CPU",
     "split": "producer and loop on two CPUs",
@@ -109,12 +113,15 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         "wakeup is a socket send(), which that count does not see (stock asyncio: one per "
         "call_soon_threadsafe). loop cs: context switches of the loop thread per wake. loop first: "
         "share of wakes whose loop callback started before the producer's wake call returned (the "
-        "loop preempted the producer at its write: the fast mode on one CPU)."
+        "loop preempted the producer at its write: the fast mode on one CPU, which the kernel "
+        "mostly picks when the producer was working and seldom when it had just woken up)."
     )
     for pin, scenarios in doc["results"].items():
         where = PIN_TITLES[pin]
-        if "latency" in scenarios:
-            console.print(latency_table(f"Wakeup latency, {where}", scenarios["latency"]))
+        for scenario in ONE_WAKE:
+            if scenario in scenarios:
+                title = f"Wakeup latency, {PRODUCER_TITLES[scenario]}, {where}"
+                console.print(latency_table(title, scenarios[scenario]))
         if "busy" in scenarios:
             console.print(
                 latency_table(

@@ -6,6 +6,8 @@ import functools
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,8 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Wakeup latency" in proc.stdout
+    assert "Wakeup latency, idle producer" in proc.stdout
+    assert "Wakeup latency, working producer" in proc.stdout
     assert "Burst throughput" in proc.stdout
     assert "Targets" in proc.stdout
     doc: dict[str, Any] = json.loads(out_json.read_text())
@@ -71,7 +74,7 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
                     assert all(v > 0 for v in values), (name, values)
                     assert values[1:] == sorted(values[1:]), "pooled percentiles are ordered"
                     assert row["p50"] <= row["max"]
-                    assert row["samples"] == 2 * (5 if scenario == "latency" else 1)
+                    assert row["samples"] == 2 * (1 if scenario == "busy" else 5)
                     assert 0 <= row["loop_first"] <= 1
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
@@ -86,6 +89,25 @@ def test_latency_run_counts_its_samples() -> None:
     assert all(s > 0 for s in run.samples_ns)
     assert run.loop_first is not None
     assert 0 <= run.loop_first <= 1
+
+
+def test_a_working_producer_lets_other_threads_run_between_its_wakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The working gap computes in C with the GIL released, so the loop thread is never kept
+    waiting by it (a pure-Python spin would hold the GIL for the whole switch interval)."""
+    monkeypatch.setattr(_harness, "IDLE_GAP_S", 1.0)  # one long gap
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)  # a GIL-holding gap would starve this thread for 1 s
+    worker = threading.Thread(target=_harness.work_gap, daemon=True)
+    try:
+        worker.start()
+        time.sleep(0.05)  # hands the GIL to the worker; getting it back needs the worker's help
+        still_working = worker.is_alive()
+    finally:
+        sys.setswitchinterval(old_interval)
+        worker.join()
+    assert still_working, "this thread only ran again once the working gap had ended"
 
 
 def test_loop_first_counts_wakes_handled_before_the_wake_call_returned() -> None:
@@ -197,6 +219,11 @@ def test_targets_are_ratios_of_one_run_checked_each_way() -> None:
         "asyncio/call_soon_threadsafe": {"p50": 20.0},
         "asyncio/waker:eventfd": {"error": "no wakeup"},  # failed: neither met nor unmet
     }
+    working = {  # the same cases with a working producer are checked on their own
+        "floor/eventfd": {"p50": 4.0},
+        "uvloop/waker:eventfd": {"p50": 5.0},  # 1.25x floor: not met
+        "selectors/waker:eventfd": {"p50": 5.6},  # 1.4x floor: met
+    }
     burst = {
         "asyncio/call_soon_threadsafe": {"callbacks_per_s": 1e5},
         "uvloop/call_soon_threadsafe": {"callbacks_per_s": 4e5},
@@ -205,19 +232,26 @@ def test_targets_are_ratios_of_one_run_checked_each_way() -> None:
     }
     doc = {
         "machine": {"auto_backend": "eventfd"},
-        "results": {"same": {"latency": latency, "burst": burst}},
+        "results": {"same": {"latency": latency, "working": working, "burst": burst}},
     }
+    checks = check(doc)
+    assert len(checks) == len(TARGETS)
     got = {
-        (c.target.case, c.target.ref): (None if c.ratio is None else round(c.ratio, 3), c.met)
-        for c in check(doc)
+        (c.target.scenario, c.target.case, c.target.ref): (
+            None if c.ratio is None else round(c.ratio, 3),
+            c.met,
+        )
+        for c in checks
     }
-    assert got[("uvloop/waker:{auto}", "floor/eventfd")] == (1.1, True)
-    assert got[("selectors/waker:{auto}", "floor/eventfd")] == (1.6, False)
-    assert got[("asyncio/waker:{auto}", "asyncio/call_soon_threadsafe")] == (None, None)
-    assert got[("asyncio/aiowake.Event", "asyncio/asyncio.Event+cst")] == (None, None)
-    assert got[("asyncio/Dispatcher", "asyncio/call_soon_threadsafe")] == (3.4, True)
-    assert got[("asyncio/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.85, True)
-    assert got[("uvloop/Dispatcher", "uvloop/call_soon_threadsafe")] == (
-        0.975,
-        False,
-    )
+    assert len(got) == len(checks), "every target is a distinct (scenario, case, reference)"
+    assert got[("latency", "uvloop/waker:{auto}", "floor/eventfd")] == (1.1, True)
+    assert got[("latency", "selectors/waker:{auto}", "floor/eventfd")] == (1.6, False)
+    assert got[("working", "uvloop/waker:{auto}", "floor/eventfd")] == (1.25, False)
+    assert got[("working", "selectors/waker:{auto}", "floor/eventfd")] == (1.4, True)
+    stock = "asyncio/call_soon_threadsafe"
+    assert got[("latency", "asyncio/waker:{auto}", stock)] == (None, None)
+    assert got[("working", "asyncio/waker:{auto}", stock)] == (None, None)
+    assert got[("latency", "asyncio/aiowake.Event", "asyncio/asyncio.Event+cst")] == (None, None)
+    assert got[("burst", "asyncio/Dispatcher", stock)] == (3.4, True)
+    assert got[("burst", "asyncio/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.85, True)
+    assert got[("burst", "uvloop/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.975, False)
