@@ -19,12 +19,18 @@ readable and the next drain re-arms. (Re-arming before, or regardless of, the re
 bug: a wake slipping in between writes a byte the read then swallows, or two bytes pile up, and in
 the first case the waker is left "pending" with nothing to read, stuck for good.)
 
-**The lock (lifetime).** The token holder writes under ``_lock``, and ``drain()`` and ``close()``
-hold it too; ``close()`` sets the descriptors to -1 before closing them. So no write or read can
-use a descriptor number after ``close()`` released it to the OS, which could meanwhile have handed
-the number to someone else's file. The lock is reentrant because a signal handler may call
-``wake()`` in a thread that holds it (inside ``drain()``); the handler then sees either the open
-descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never touch the lock.
+**The locks (lifetime).** The token holder writes under ``_wlock``, ``drain()`` reads under
+``_rlock``, and ``close()`` holds both while it sets the descriptors to -1 and closes them. So no
+write or read can use a descriptor number after ``close()`` released it to the OS, which could
+meanwhile have handed the number to someone else's file. A write and a read exclude only
+``close()``, never each other: the loop's ``drain()`` never waits for a producer that was
+preempted inside its write (on one CPU the woken loop thread often preempts the producer right
+there; one lock for both would then cost the loop two more context switches per wake). The order
+is always ``_rlock`` before ``_wlock`` (``close()``; a signal handler's ``wake()`` inside
+``drain()``), so the two cannot deadlock. Both are reentrant because a signal handler may call
+``wake()`` in a thread that holds one (inside ``wake()`` or ``close()``); the handler then sees
+either the open descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never touch
+a lock.
 """
 
 from __future__ import annotations
@@ -62,7 +68,16 @@ class Waker:
     then look for work: every wake that returned before ``drain()`` started is then seen.
     """
 
-    __slots__ = ("__weakref__", "_armed", "_backend", "_lock", "_rfd", "_take_token", "_wfd")
+    __slots__ = (
+        "__weakref__",
+        "_armed",
+        "_backend",
+        "_rfd",
+        "_rlock",
+        "_take_token",
+        "_wfd",
+        "_wlock",
+    )
 
     @staticmethod
     def backends() -> tuple[str, ...]:
@@ -72,7 +87,7 @@ class Waker:
     def __init__(self, backend: str = "auto") -> None:
         self._rfd = self._wfd = -1  # so that __del__ and repr work if opening fails
         self._backend: Backend = resolve(backend)
-        self._lock = threading.RLock()
+        self._rlock, self._wlock = threading.RLock(), threading.RLock()
         self._armed: dict[int, bool] = {}
         # wake()'s first step, one C call: None if a wake is already pending. Also bound by the
         # Dispatcher's post path, which then calls _write_token() itself.
@@ -115,7 +130,7 @@ class Waker:
     def _write_token(self) -> None:
         """The second half of ``wake()``, for the caller that has just taken the token with
         ``_take_token()`` (the Dispatcher's post path does: a pending wake costs no method call)."""
-        with self._lock:
+        with self._wlock:
             fd = self._wfd
             if fd < 0:
                 return  # closed; the token stays out, so later wakes return above
@@ -146,7 +161,7 @@ class Waker:
         found after this returns) or leaves ``fileno()`` readable for the next round. ``EINTR``
         is retried; any other OS error propagates and leaves the pending wake pending.
         """
-        with self._lock:
+        with self._rlock:
             fd = self._rfd
             if fd < 0:
                 return False
@@ -171,7 +186,7 @@ class Waker:
         Any thread may call it; not a signal handler. Closing a waker that a loop still watches
         is the caller's bug, as it is for any descriptor: remove the reader first.
         """
-        with self._lock:
+        with self._rlock, self._wlock:  # in this order: see the module docstring
             rfd, wfd = self._rfd, self._wfd
             if rfd < 0:
                 return
@@ -213,12 +228,12 @@ class Waker:
             self.close()
 
     def _reopen_in_child(self) -> None:
-        """After fork, in the child: fresh descriptors under the same numbers, fresh lock, idle.
+        """After fork, in the child: fresh descriptors under the same numbers, fresh locks, idle.
 
-        The old lock may be held by a parent thread that does not exist here. Keeping the numbers
+        The old locks may be held by a parent thread that does not exist here. Keeping the numbers
         (``dup2``) keeps every ``add_reader``/``selector.register`` the child makes valid.
         """
-        self._lock = threading.RLock()
+        self._rlock, self._wlock = threading.RLock(), threading.RLock()
         if self._rfd < 0:
             return
         new_r, new_w = self._backend.open()

@@ -79,6 +79,37 @@ def test_drain_between_take_and_write_is_not_lost(
     assert waker.drain() is True
 
 
+def test_drain_never_waits_for_a_write_in_progress_but_close_does(
+    waker: aiowake.Waker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A producer preempted inside its write must not hold up the loop's drain (they exclude only
+    close(), not each other); close() must wait, or the write could hit a reused descriptor."""
+    real_write = _waker._write
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_write(fd: int, data: bytes) -> int:
+        inside.set()
+        go_on.wait(GUARD)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_waker, "_write", slow_write)
+    producer = start_thread(waker.wake)
+    try:
+        assert inside.wait(GUARD)
+        drained: list[bool] = []
+        drainer = start_thread(lambda: drained.append(waker.drain()))
+        drainer.join(GUARD)
+        assert drained == [False], "drain() waited for the write (or read a byte not yet written)"
+        closer = start_thread(waker.close)
+        closer.join(0.2)
+        assert closer.is_alive(), "close() did not wait for the write in progress"
+    finally:
+        go_on.set()
+        producer.join(GUARD)
+    closer.join(GUARD)
+    assert waker.closed
+
+
 @pytest.mark.parametrize("producers", [1, 8])
 def test_no_lost_wakeup_selectors_loop(waker: aiowake.Waker, producers: int) -> None:
     """N producer threads x 20,000 items; a consumer that only looks at the queue when the
