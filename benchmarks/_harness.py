@@ -1,13 +1,13 @@
 """Running one case once: a consumer (loop) thread, producer thread(s), CPU pinning, counters.
 
 Latency: the producer waits for the loop's acknowledgement of the previous wake, pauses a little so
-the loop is idle again (blocked in its poll), takes ``t0 = perf_counter_ns()`` and wakes. The first
-line the loop runs for that wake takes ``t1`` and acknowledges. A sample is ``t1 - t0``: one-way,
-wake call included. The pause is a ``gap``: ``sleep_gap`` (an idle producer, like a thread that was
-blocked on I/O or a timer) or ``work_gap`` (a working producer, like an executor's worker thread
-computing in C code that releases the GIL). With ``busy_ns`` the producer computes (holding the
-GIL) for that long after each wake instead of going idle, so the loop must wait for the
-interpreter's switch interval.
+the loop is idle again (blocked in its poll), takes ``t0 = perf_counter_ns()`` and wakes. The loop
+takes ``t1`` where the user's code would start (see ``_mechanisms``) and acknowledges. A sample is
+``t1 - t0``: one-way, wake call included. The pause is a ``gap``: ``sleep_gap`` (an idle producer,
+like a thread that was blocked on I/O or a timer) or ``work_gap`` (a working producer, like an
+executor's worker thread computing in C code that releases the GIL). With ``busy_ns`` the producer
+computes (holding the GIL) for that long after each wake instead of going idle, so the loop must
+wait for the interpreter's switch interval.
 
 Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
 from the start until the loop ran the last one.

@@ -1,13 +1,15 @@
 """The things being measured: each one a way for a producer thread to run code on a loop thread.
 
-A mechanism is built with a ``Probe``: whatever the loop runs on a wake calls ``probe.both`` as
-its first line (the harness takes the time, then acknowledges the wake to the producer). Where
-the loop must do something before the next wake may come (drain a Waker, clear an Event), it calls
-``probe.stamp`` first and ``probe.ack`` after that: acknowledging before the drain would let the
-producer's next wake coalesce with the one being drained and be lost, the very misuse the Waker's
-documentation warns against. ``serve()`` runs the loop in the consumer thread until
-``stop()``. ``wake_fn()`` / ``post_fn()`` give the producer what it calls: a bound method or a
-``functools.partial``, never a Python-level wrapper, so that no case pays for an extra frame.
+A mechanism is built with a ``Probe``: whatever the loop runs on a wake calls ``probe.both`` where
+the user's own code would start (the harness takes the time, then acknowledges the wake to the
+producer). For a Waker that is after its ``drain()``, which the Waker's protocol puts first, as the
+loops' own ``call_soon_threadsafe`` and the floor consume their wakeup before the callback runs.
+Where the loop must do something after the user's code starts but before the next wake may come
+(clear an Event), it calls ``probe.stamp`` first and ``probe.ack`` after that: acknowledging before
+the clear would let the producer's next set() be cleared away, and the wake lost. ``serve()`` runs
+the loop in the consumer thread until ``stop()``. ``wake_fn()`` / ``post_fn()`` give the producer
+what it calls: a bound method or a ``functools.partial``, never a Python-level wrapper, so that no
+case pays for an extra frame.
 """
 
 from __future__ import annotations
@@ -128,12 +130,11 @@ class WakerOnLoop(_OnLoop):
         self.waker = aiowake.Waker(backend)
 
     def setup(self) -> None:
-        stamp, ack, drain = self.probe.stamp, self.probe.ack, self.waker.drain
+        both, drain = self.probe.both, self.waker.drain
 
         def on_readable() -> None:
-            stamp()
-            drain()  # before the acknowledgement: see the module docstring
-            ack()
+            drain()  # first, as the Waker's protocol says; then the user's code would start
+            both()
 
         self.loop.add_reader(self.waker.fileno(), on_readable)
 
@@ -214,20 +215,17 @@ class WakerOnSelectors(Mechanism):
         self._stopping = False
 
     def serve(self) -> None:
-        waker, stamp, ack = self.waker, self.probe.stamp, self.probe.ack
+        waker, both = self.waker, self.probe.both
         with selectors.DefaultSelector() as sel:
             sel.register(waker, selectors.EVENT_READ)
             select, drain = sel.select, waker.drain
             while True:
                 select()
-                if not self._stopping:
-                    stamp()
-                drain()  # before the acknowledgement: see the module docstring
-                if not self._stopping:
-                    ack()
+                drain()  # first, as the Waker's protocol says; then the user's code would start
                 # Drain, then look: stop()'s wake may have coalesced with the one just drained.
                 if self._stopping:
                     break
+                both()
         waker.close()
 
     def stop(self) -> None:
