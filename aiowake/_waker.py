@@ -27,10 +27,10 @@ meanwhile have handed the number to someone else's file. A write and a read excl
 preempted inside its write (on one CPU the woken loop thread often preempts the producer right
 there; one lock for both would then cost the loop two more context switches per wake). The order
 is always ``_rlock`` before ``_wlock`` (``close()``; a signal handler's ``wake()`` inside
-``drain()``), so the two cannot deadlock. Both are reentrant because a signal handler may call
-``wake()`` in a thread that holds one (inside ``wake()`` or ``close()``); the handler then sees
-either the open descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never touch
-a lock.
+``drain()``), so the two cannot deadlock. ``_wlock`` is reentrant because a signal handler may call
+``wake()`` in a thread that holds it (inside ``wake()`` or ``close()``), and ``_rlock`` is too, so
+that no thread can block on itself; the handler then sees either the open descriptors or -1, never
+a closed-but-not-yet-marked one. Pending wakes never touch a lock.
 """
 
 from __future__ import annotations
