@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import aiowake
 
 from ._mechanisms import (
+    BARE,
     LOOPS,
     CallSoonThreadsafe,
     DispatcherOnLoop,
@@ -69,6 +70,13 @@ def all_cases() -> list[Case]:
             f"{loop}'s own loop.call_soon_threadsafe",
             writes_counted=loop != "asyncio",  # stock asyncio wakes its self-pipe with send()
         )
+        if sys.platform == "linux":
+            add(
+                f"{loop}/{BARE}:eventfd",
+                p(WakerOnLoop, loop_kind=loop, backend=BARE),
+                {LATENCY, WORKING},
+                "a bare eventfd via loop.add_reader, written directly: the loop's own cost",
+            )
         for backend in aiowake.Waker.backends():
             add(
                 f"{loop}/waker:{backend}",
@@ -94,6 +102,13 @@ def all_cases() -> list[Case]:
             p(DispatcherOnLoop, loop_kind=loop),
             main | {BURST},
             "aiowake.Dispatcher(loop).call_soon_threadsafe",
+        )
+    if sys.platform == "linux":
+        add(
+            f"selectors/{BARE}:eventfd",
+            functools.partial(WakerOnSelectors, backend=BARE),
+            {LATENCY, WORKING},
+            "a bare eventfd in a plain selectors loop, written directly: the loop's own cost",
         )
     for backend in aiowake.Waker.backends():
         add(

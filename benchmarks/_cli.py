@@ -192,6 +192,9 @@ def _summarize_latency(
         s["switches"] = median_or_none([r.switches_per_wake for r in rs])
         s["writes"] = median_or_none([r.writes_per_wake for r in rs]) if counted[name] else None
         s["loop_first"] = median_or_none([r.loop_first for r in rs])
+        if all(r.drained_ns for r in rs):  # a Waker's reader: the same wakes, after its drain
+            drained = summarize_latency([r.drained_ns for r in rs])
+            s["p50_drained"], s["p99_drained"] = drained["p50"], drained["p99"]
         out[name] = s
     return out
 

@@ -3,11 +3,12 @@
 Latency: the producer waits for the loop's acknowledgement of the previous wake, pauses a little so
 the loop is idle again (blocked in its poll), takes ``t0 = perf_counter_ns()`` and wakes. The loop
 takes ``t1`` where the user's code would start (see ``_mechanisms``) and acknowledges. A sample is
-``t1 - t0``: one-way, wake call included. The pause is a ``gap``: ``sleep_gap`` (an idle producer,
-like a thread that was blocked on I/O or a timer) or ``work_gap`` (a working producer, like an
-executor's worker thread computing in C code that releases the GIL). With ``busy_ns`` the producer
-computes (holding the GIL) for that long after each wake instead of going idle, so the loop must
-wait for the interpreter's switch interval.
+``t1 - t0``: one-way, wake call included. A Waker's reader takes ``t1`` on its first line and
+again after its ``drain()``: both are kept. The pause is a ``gap``: ``sleep_gap`` (an idle
+producer, like a thread that was blocked on I/O or a timer) or ``work_gap`` (a working producer,
+like an executor's worker thread computing in C code that releases the GIL). With ``busy_ns`` the
+producer computes (holding the GIL) for that long after each wake instead of going idle, so the
+loop must wait for the interpreter's switch interval.
 
 Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
 from the start until the loop ran the last one.
@@ -108,6 +109,8 @@ def _per(a: int | None, b: int | None, n: int) -> float | None:
 @dataclass
 class LatencyRun:
     samples_ns: list[int] = field(default_factory=list)
+    #: A Waker's reader only: the same wakes timed after its drain() (empty for the other cases).
+    drained_ns: list[int] = field(default_factory=list)
     switches_per_wake: float | None = None
     writes_per_wake: float | None = None
     #: Share of the measured wakes whose first loop line ran before the producer's wake call had
@@ -151,19 +154,32 @@ def run_latency(
 ) -> LatencyRun:
     total = warmup + samples
     result = LatencyRun()
-    out = result.samples_ns
+    out, drained = result.samples_ns, result.drained_ns
     t0 = [0]
     returned = [False]  # the producer's wake call has returned
+    woke_at = [0, False]  # a Waker reader's first line: when, and whether before `returned`
     loop_first = 0
     ack = threading.Lock()
     counters: dict[str, int | None] = {}
     perf = time.perf_counter_ns
 
+    def woke() -> None:
+        woke_at[0] = perf()  # first: the timestamp; the drain follows, so keep this short
+        woke_at[1] = not returned[0]
+
     def stamp() -> None:
         nonlocal loop_first
-        out.append(perf() - t0[0])  # first: the timestamp; all else after it
+        now = perf()  # first: the timestamp; all else after it
+        first, early = woke_at
+        if first:  # a Waker's reader: the sample is its first line; now is after its drain
+            woke_at[0] = 0
+            out.append(first - t0[0])
+            drained.append(now - t0[0])
+        else:
+            out.append(now - t0[0])
+            early = not returned[0]
         n = len(out)
-        if n > warmup and not returned[0]:
+        if n > warmup and early:
             loop_first += 1
         if n == warmup + 1:
             counters["cs0"], counters["w0"] = _thread_switches(), _write_syscalls()
@@ -175,7 +191,7 @@ def run_latency(
         ack.release()
 
     errors: list[str] = []
-    mech = make(Probe(stamp_and_ack, stamp, ack.release))
+    mech = make(Probe(stamp_and_ack, stamp, ack.release, woke))
     loop_thread = _start(_serve(mech, pin[0], errors), "bench-loop")
 
     def produce() -> None:
@@ -205,9 +221,10 @@ def run_latency(
     if errors:
         result.error = "; ".join(errors)
         return result
-    del out[:warmup]
-    # The selectors and floor loops see stop()'s own wake, which is not a sample.
-    del out[samples:]
+    for timed in (out, drained):  # `drained` is empty or runs parallel to `out`
+        del timed[:warmup]
+        # The selectors and floor loops see stop()'s own wake, which is not a sample.
+        del timed[samples:]
     result.switches_per_wake = _per(counters.get("cs0"), counters.get("cs1"), samples - 1)
     result.writes_per_wake = _per(counters.get("w0"), counters.get("w1"), samples - 1)
     result.loop_first = loop_first / samples

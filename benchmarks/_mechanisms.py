@@ -2,14 +2,21 @@
 
 A mechanism is built with a ``Probe``: whatever the loop runs on a wake calls ``probe.both`` where
 the user's own code would start (the harness takes the time, then acknowledges the wake to the
-producer). For a Waker that is after its ``drain()``, which the Waker's protocol puts first, as the
-loops' own ``call_soon_threadsafe`` and the floor consume their wakeup before the callback runs.
-Where the loop must do something after the user's code starts but before the next wake may come
-(clear an Event), it calls ``probe.stamp`` first and ``probe.ack`` after that: acknowledging before
-the clear would let the producer's next set() be cleared away, and the wake lost. ``serve()`` runs
-the loop in the consumer thread until ``stop()``. ``wake_fn()`` / ``post_fn()`` give the producer
-what it calls: a bound method or a ``functools.partial``, never a Python-level wrapper, so that no
-case pays for an extra frame.
+producer). Where the loop must do something after the user's code starts but before the next wake
+may come (clear an Event), it calls ``probe.stamp`` first and ``probe.ack`` after that:
+acknowledging before the clear would let the producer's next set() be cleared away, and the wake
+lost.
+
+A Waker's reader can start the user's code at either of two places, both correct: its first line
+(look for work, then drain, then look again, which is what the Dispatcher's batch does and where
+stock asyncio runs a ``call_soon_threadsafe`` callback, before it reads its self-pipe), or after
+its ``drain()`` (drain, then look: where uvloop runs one, and what the floor's blocking read
+amounts to). So a Waker's reader calls ``probe.woke`` on its first line, then drains, then
+``probe.both``: the sample is the first line, and the time after the drain is kept beside it.
+
+``serve()`` runs the loop in the consumer thread until ``stop()``. ``wake_fn()`` / ``post_fn()``
+give the producer what it calls: a bound method or a ``functools.partial``, never a Python-level
+wrapper, so that no case pays for an extra frame.
 """
 
 from __future__ import annotations
@@ -34,22 +41,24 @@ except ImportError:  # pragma: no cover - uvloop is in the bench dependencies on
 Callback = Callable[[], None]
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """The harness's hooks into the loop side: ``stamp`` then ``ack``, or ``both`` in one call."""
+    """The harness's hooks into the loop side: ``stamp`` then ``ack``, or ``both`` in one call;
+    ``woke`` before a Waker's drain (then ``both`` after it)."""
 
     both: Callback
     stamp: Callback
     ack: Callback
+    woke: Callback = _nothing
 
     @classmethod
     def of(cls, both: Callback) -> Probe:
         """A probe that does everything in ``stamp`` (burst: no timing, no acknowledgement)."""
         return cls(both, both, _nothing)
-
-
-def _nothing() -> None:
-    pass
 
 
 #: What the producer calls: its result, if any, is ignored.
@@ -122,24 +131,51 @@ class CallSoonThreadsafe(_OnLoop):
         return self.loop.call_soon_threadsafe
 
 
+#: The backend name for a raw eventfd with no aiowake around it (see ``Watched``).
+BARE = "bare"
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """What a reader watches: a Waker's four operations, or for ``backend=BARE`` the same done by
+    hand on a raw eventfd that the producer writes directly. The bare cases are the issue's
+    reference rows ("add_reader on a bare eventfd"): what the loop costs with no aiowake in it, so
+    that a Waker case minus its bare case is what aiowake itself costs."""
+
+    fd: int
+    wake: Wake
+    drain: Callable[[], object]
+    close: Callable[[], None]
+
+    @classmethod
+    def open(cls, backend: str) -> Watched:
+        if backend == BARE:
+            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            p = functools.partial
+            return cls(fd, p(os.eventfd_write, fd, 1), p(os.eventfd_read, fd), p(os.close, fd))
+        w = aiowake.Waker(backend)
+        return cls(w.fileno(), w.wake, w.drain, w.close)
+
+
 class WakerOnLoop(_OnLoop):
-    """A Waker watched with ``loop.add_reader``."""
+    """A Waker (or a bare eventfd) watched with ``loop.add_reader``."""
 
     def __init__(self, probe: Probe, loop_kind: str, backend: str) -> None:
         super().__init__(probe, loop_kind)
-        self.waker = aiowake.Waker(backend)
+        self.waker = Watched.open(backend)
 
     def setup(self) -> None:
-        both, drain = self.probe.both, self.waker.drain
+        woke, both, drain = self.probe.woke, self.probe.both, self.waker.drain
 
         def on_readable() -> None:
-            drain()  # first, as the Waker's protocol says; then the user's code would start
-            both()
+            woke()  # a reader that looks for work before draining starts here
+            drain()
+            both()  # one that drains first starts here
 
-        self.loop.add_reader(self.waker.fileno(), on_readable)
+        self.loop.add_reader(self.waker.fd, on_readable)
 
     def teardown(self) -> None:
-        self.loop.remove_reader(self.waker.fileno())
+        self.loop.remove_reader(self.waker.fd)
         self.waker.close()
 
     def wake_fn(self) -> Wake:
@@ -207,25 +243,27 @@ class DispatcherOnLoop(_OnLoop):
 
 
 class WakerOnSelectors(Mechanism):
-    """A hand-written ``selectors`` loop watching a Waker (kafka-python's poll loop, in short)."""
+    """A hand-written ``selectors`` loop watching a Waker (kafka-python's poll loop, in short), or a
+    bare eventfd."""
 
     def __init__(self, probe: Probe, backend: str) -> None:
         super().__init__(probe)
-        self.waker = aiowake.Waker(backend)
+        self.waker = Watched.open(backend)
         self._stopping = False
 
     def serve(self) -> None:
-        waker, both = self.waker, self.probe.both
+        waker, woke, both = self.waker, self.probe.woke, self.probe.both
         with selectors.DefaultSelector() as sel:
-            sel.register(waker, selectors.EVENT_READ)
+            sel.register(waker.fd, selectors.EVENT_READ)
             select, drain = sel.select, waker.drain
             while True:
                 select()
-                drain()  # first, as the Waker's protocol says; then the user's code would start
+                woke()  # a reader that looks for work before draining starts here
+                drain()
                 # Drain, then look: stop()'s wake may have coalesced with the one just drained.
                 if self._stopping:
                     break
-                both()
+                both()  # one that drains first starts here
         waker.close()
 
     def stop(self) -> None:

@@ -76,6 +76,12 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
                     assert row["p50"] <= row["max"]
                     assert row["samples"] == 2 * (1 if scenario == "busy" else 5)
                     assert 0 <= row["loop_first"] <= 1
+                    # A reader that drains (a Waker, a bare eventfd) is timed twice, and the time
+                    # after its drain can only be later.
+                    drains = "/waker:" in name or "/bare:" in name
+                    assert ("p50_drained" in row) == drains, (name, row)
+                    if drains:
+                        assert row["p50_drained"] >= row["p50"], (name, row)
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
 
@@ -89,6 +95,19 @@ def test_latency_run_counts_its_samples() -> None:
     assert all(s > 0 for s in run.samples_ns)
     assert run.loop_first is not None
     assert 0 <= run.loop_first <= 1
+    # The same wakes, timed again after the drain: one each, each one later.
+    assert len(run.drained_ns) == 20
+    assert all(d > s for s, d in zip(run.samples_ns, run.drained_ns, strict=True))
+
+
+def test_a_reader_that_does_not_drain_is_timed_once() -> None:
+    case = next(c for c in all_cases() if c.name == "asyncio/call_soon_threadsafe")
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_latency(case.make, samples=5, warmup=1, pin=plan, timeout=10.0)
+    assert run.error is None
+    assert len(run.samples_ns) == 5
+    assert run.drained_ns == []
 
 
 def test_a_working_producer_lets_other_threads_run_between_its_wakes(
