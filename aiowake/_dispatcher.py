@@ -119,8 +119,14 @@ class Dispatcher:
                 context = None
         handle._context = context
         self._append(handle)  # first the job...
-        if self._take_token() is not None:  # ...then the wake: the order the channel's
-            self._write_token()  # no-lost-wakeup rests on
+        try:  # ...then the wake, as Waker.wake() does it: the order the channel's
+            if self._take_token() is not None:  # no-lost-wakeup rests on
+                self._write_token()
+        except OSError:
+            raise
+        except BaseException:
+            self._channel._waker._rescue()  # see there
+            raise
         return handle
 
     def close(self) -> None:

@@ -27,10 +27,19 @@ meanwhile have handed the number to someone else's file. A write and a read excl
 preempted inside its write (on one CPU the woken loop thread often preempts the producer right
 there; one lock for both would then cost the loop two more context switches per wake). The order
 is always ``_rlock`` before ``_wlock`` (``close()``; a signal handler's ``wake()`` inside
-``drain()``), so the two cannot deadlock. ``_wlock`` is reentrant because a signal handler may call
-``wake()`` in a thread that holds it (inside ``wake()`` or ``close()``), and ``_rlock`` is too, so
-that no thread can block on itself; the handler then sees either the open descriptors or -1, never
-a closed-but-not-yet-marked one. Pending wakes never touch a lock.
+``drain()``; ``drain()``'s rescue, below), so the two cannot deadlock. ``_wlock`` is reentrant
+because a signal handler may call ``wake()`` in a thread that holds it (inside ``wake()`` or
+``close()``), and ``_rlock`` is too, so that no thread can block on itself; the handler then sees
+either the open descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never
+touch a lock.
+
+**Exceptions (signals).** A signal handler's exception (KeyboardInterrupt) is raised at whatever
+bytecode the signal interrupted: maybe between taking the token and writing, or between reading and
+re-arming, leaving the token out with nothing to read. So every exception escaping ``wake()`` or
+``drain()``, other than the system call's own OSError (after which nothing was written or read),
+goes through ``_rescue()``, which re-arms and writes a byte: then the invariant above holds again,
+except that the token may be in while a byte is there, which costs a spurious wakeup, never a lost
+one. (Each such exception may add one byte; a drain reads them all.)
 """
 
 from __future__ import annotations
@@ -123,13 +132,21 @@ class Waker:
         (``EBADF`` if someone else closed our descriptor) propagates, and the next wake tries
         again.
         """
-        if self._take_token() is not None:
-            self._write_token()
-        # else: a byte is written or about to be: nothing to add
+        try:
+            if self._take_token() is not None:
+                self._write_token()
+            # else: a byte is written or about to be: nothing to add
+        except OSError:
+            raise  # the write's own: nothing written, and _write_token gave the token back
+        except BaseException:
+            self._rescue()
+            raise
 
     def _write_token(self) -> None:
         """The second half of ``wake()``, for the caller that has just taken the token with
-        ``_take_token()`` (the Dispatcher's post path does: a pending wake costs no method call)."""
+        ``_take_token()`` (the Dispatcher's post path does: a pending wake costs no method call).
+        The caller handles exceptions as ``wake()`` does: the two halves and the gap between them
+        are one critical section for ``_rescue()``."""
         with self._wlock:
             fd = self._wfd
             if fd < 0:
@@ -144,13 +161,32 @@ class Waker:
                         continue  # PEP 475 retries inside os.write; this is the belt to its braces
             except BlockingIOError:
                 pass  # full, so readable: the wakeup is pending all the same
-            except BaseException:
+            except OSError:
                 # Nothing was written: give the token back, or no wake would ever write again.
-                # (Should a signal handler's exception land just after a write that did happen,
-                # the token comes back with a byte in the descriptor: one spurious wakeup later,
-                # never a lost one, and the next drain reads both.)
                 self._armed[_TOKEN] = True
                 raise
+
+    def _rescue(self) -> None:
+        """Leave the waker readable and armed after an exception other than a system call's own
+        OSError escaped ``wake()`` or ``drain()``.
+
+        Such an exception is a signal handler's (or a MemoryError): Python raises it at whatever
+        bytecode the signal interrupted, which may be just after ``wake()`` took the token and
+        before its write, or just after ``drain()`` read a byte and before it re-armed. Either
+        would leave the token out with nothing to read: the waker stuck for good, every later wake
+        (and any wake that had just returned trusting this one's write) lost. Which side of the
+        system call it struck cannot be known, so assume both: give the token back and write a
+        byte. A byte too many is one spurious wakeup; one too few is a lost one.
+        """
+        with self._wlock:
+            fd = self._wfd
+            if fd < 0:
+                return  # closed: nothing to wake, and the token must stay out
+            self._armed[_TOKEN] = True
+            try:
+                _write(fd, self._backend.payload)
+            except OSError:
+                pass  # full, so readable; or broken, which the next wake() will report
 
     def drain(self) -> bool:
         """Consume every pending wake without blocking; True if there was one.
@@ -166,19 +202,25 @@ class Waker:
             if fd < 0:
                 return False
             size = self._backend.read_size
-            while True:
-                try:
-                    data = _read(fd, size)
-                    break
-                except InterruptedError:
-                    continue  # as in wake()
-                except BlockingIOError:
-                    return False  # nothing yet; if the token is out, its byte is on its way
-            # Read first, then re-arm (see the module docstring for why not the other way).
-            if data:
-                self._armed[_TOKEN] = True
-                return True
-            return False  # end of file: cannot happen while we hold both ends open
+            try:
+                while True:
+                    try:
+                        data = _read(fd, size)
+                        break
+                    except InterruptedError:
+                        continue  # as in wake()
+                    except BlockingIOError:
+                        return False  # nothing yet; if the token is out, its byte is on its way
+                # Read first, then re-arm (see the module docstring for why not the other way).
+                if data:
+                    self._armed[_TOKEN] = True
+                    return True
+                return False  # end of file: cannot happen while we hold both ends open
+            except OSError:
+                raise  # the read's own: nothing was read, the pending wake stays pending
+            except BaseException:
+                self._rescue()  # the byte may have been read: the caller will not look for work
+                raise
 
     def close(self) -> None:
         """Close the descriptors; idempotent. Wakes after (or racing) it write nothing anywhere.

@@ -483,3 +483,29 @@ def test_posts_made_while_the_loop_is_stopped_run_when_it_runs_after_close(
     finally:
         loop.close()
     assert open_fds() == before
+
+
+def test_a_post_interrupted_after_its_take_still_runs(
+    loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal handler's exception can strike right after a post took the token, before its
+    write. The job is queued by then, so it must run; and the next post must still wake the loop."""
+    loop = loop_factory()
+    try:
+        with aiowake.Dispatcher(loop) as d:
+            real_take = d._take_token
+
+            def take_then_interrupted() -> object:
+                real_take()
+                raise KeyboardInterrupt  # as a handler would, at the bytecode after the take
+
+            first, second = loop.create_future(), loop.create_future()
+            monkeypatch.setattr(d, "_take_token", take_then_interrupted)
+            with pytest.raises(KeyboardInterrupt):
+                d.call_soon_threadsafe(first.set_result, 1)
+            monkeypatch.undo()
+            assert loop.run_until_complete(asyncio.wait_for(first, 5.0)) == 1
+            start_thread(lambda: d.call_soon_threadsafe(second.set_result, 2)).join(GUARD)
+            assert loop.run_until_complete(asyncio.wait_for(second, 5.0)) == 2
+    finally:
+        loop.close()

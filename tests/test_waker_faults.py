@@ -129,9 +129,77 @@ def test_keyboard_interrupt_in_write_gives_the_token_back(
     monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
 ) -> None:
     """A signal handler raising out of an interrupted write (as PEP 475 lets it) must not leave
-    the waker "pending" with nothing written, stuck for good."""
+    the waker "pending" with nothing written, stuck for good; and a wake that returned meanwhile
+    trusting this one's write is not lost: the waker is readable at once."""
     fail_once(monkeypatch, "_write", KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         waker.wake()
+    assert readable(waker)
+    assert waker.drain()
     waker.wake()
     assert readable(waker)
+
+
+def test_an_exception_just_after_the_take_leaves_the_waker_readable(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """A signal handler's exception can strike right after wake() took the token, before its
+    write. Another thread's wake that found the token out meanwhile returned trusting that write,
+    so the waker must end readable, and armed (not stuck "pending" with nothing to read)."""
+    real_take = waker._take_token
+
+    def take_then_interrupted() -> object:
+        real_take()
+        raise KeyboardInterrupt  # as a handler would, at the bytecode after the take
+
+    monkeypatch.setattr(waker, "_take_token", take_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        waker.wake()
+    monkeypatch.undo()
+    assert readable(waker), f"the wake's byte was never written: {waker!r}"
+    assert waker.drain()
+    waker.wake()
+    assert readable(waker), f"stuck pending: {waker!r}"
+
+
+def test_an_exception_just_after_the_read_leaves_the_waker_readable(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """The same in drain(): right after its read consumed the byte, before it re-armed. The
+    caller, unwinding, will not look for the work that byte announced, so it must be announced
+    again; and the waker must not be left stuck."""
+    real_read = _waker._read
+
+    def read_then_interrupted(fd: int, n: int) -> bytes:
+        real_read(fd, n)
+        raise KeyboardInterrupt
+
+    waker.wake()
+    monkeypatch.setattr(_waker, "_read", read_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        waker.drain()
+    monkeypatch.undo()
+    assert readable(waker), f"the drained wake was not announced again: {waker!r}"
+    assert waker.drain()
+    assert not readable(waker)
+    waker.wake()
+    assert readable(waker), f"stuck pending: {waker!r}"
+
+
+def test_an_exception_escaping_after_close_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """The rescue is a write: after close() it must not happen (the numbers may be reused)."""
+    calls = fail_once(monkeypatch, "_write", KeyboardInterrupt())
+    real_take = waker._take_token
+
+    def take_then_close() -> object:
+        real_take()
+        waker.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(waker, "_take_token", take_then_close)
+    with pytest.raises(KeyboardInterrupt):
+        waker.wake()
+    assert calls == []
+    assert waker.closed
