@@ -74,7 +74,8 @@ class Waker:
 
     Watch it with ``loop.add_reader(waker.fileno(), callback)`` or
     ``selector.register(waker, selectors.EVENT_READ)``; in the callback call ``drain()`` first,
-    then look for work: every wake that returned before ``drain()`` started is then seen.
+    then look for work: every wake that returned before ``drain()`` started is then seen. (Or
+    look, drain, and look again if ``drain()`` returned True: the first look acts sooner.)
     """
 
     __slots__ = (

@@ -110,10 +110,31 @@ def test_drain_never_waits_for_a_write_in_progress_but_close_does(
     assert waker.closed
 
 
+def test_look_first_needs_its_second_look(waker: aiowake.Waker) -> None:
+    """The look-first recipe, step by step: work queued between the first look and the drain has
+    its wake coalesced into the byte the drain consumes, so nothing will call the reader for it
+    again; the look after a True drain is what finds it."""
+    queue: collections.deque[int] = collections.deque()
+    queue.append(1)
+    waker.wake()  # the wake the reader was called for
+    seen: list[int] = []
+    seen.extend(queue)  # the first look, acting at once...
+    queue.clear()
+    queue.append(2)
+    waker.wake()  # ...while a producer queues more: pending already, so no write
+    assert waker.drain() is True
+    assert not readable(waker), "nothing will call the reader for item 2"
+    seen.extend(queue)  # the second look
+    assert seen == [1, 2]
+
+
+@pytest.mark.parametrize("recipe", ["drain first", "look, drain, look again"])
 @pytest.mark.parametrize("producers", [1, 8])
-def test_no_lost_wakeup_selectors_loop(waker: aiowake.Waker, producers: int) -> None:
+def test_no_lost_wakeup_selectors_loop(waker: aiowake.Waker, producers: int, recipe: str) -> None:
     """N producer threads x 20,000 items; a consumer that only looks at the queue when the
-    selector says the waker is readable must see every item, and never block with work queued."""
+    selector says the waker is readable must see every item, and never block with work queued.
+    Both of the README's reader recipes: drain then look, or look (acting sooner), drain, and
+    look again if the drain consumed a wake."""
     per_thread = 20_000
     total = producers * per_thread
     queue: collections.deque[tuple[int, int]] = collections.deque()
@@ -127,19 +148,29 @@ def test_no_lost_wakeup_selectors_loop(waker: aiowake.Waker, producers: int) -> 
 
     threads = [start_thread(lambda i=i: produce(i)) for i in range(producers)]  # type: ignore[misc]
     seen = [0] * producers
+    count = 0
+
+    def look() -> None:
+        nonlocal count
+        while queue:
+            ident, i = queue.popleft()
+            assert seen[ident] == i, "per-producer order"
+            seen[ident] = i + 1
+            count += 1
+
     with selectors.DefaultSelector() as sel:
         sel.register(waker, selectors.EVENT_READ)
         start.wait()
-        count = 0
         while count < total:
             if not sel.select(GUARD):
                 pytest.fail(f"lost wakeup: {count}/{total} seen, {len(queue)} queued, {waker!r}")
-            waker.drain()
-            while queue:
-                ident, i = queue.popleft()
-                assert seen[ident] == i, "per-producer order"
-                seen[ident] = i + 1
-                count += 1
+            if recipe == "drain first":
+                waker.drain()
+                look()
+            else:
+                look()
+                if waker.drain():
+                    look()
     for t in threads:
         t.join(GUARD)
     assert seen == [per_thread] * producers
