@@ -17,6 +17,7 @@ def plot_latency(path: Path, doc: dict[str, Any]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     results = doc["results"]
     pins = [pin for pin, s in results.items() if any(k in s for k in ONE_WAKE)]
@@ -46,6 +47,12 @@ def plot_latency(path: Path, doc: dict[str, Any]) -> None:
             ax.scatter([ok[n][key] for n in names], list(ys), marker=marker, label=label, zorder=2)
         ax.set_yticks(list(ys), names, fontsize=8)
         ax.set_xscale("log")
+        # Plain numbers, on 1-2-5 ticks only: matplotlib labels every minor tick of a narrow log
+        # axis in scientific notation (2e1, 3e1, ...), and the labels overlap.
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(
+            ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else "")
+        )
         ax.set_xlabel("one-way wakeup latency, µs (log scale)")
         ax.grid(axis="x", which="both", alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)  # the fastest cases, top left, leave it free
