@@ -50,10 +50,25 @@ class Event:
         # the flag). With the GIL making these steps sequentially consistent, at least one side
         # sees the other: a set() never misses a waiter that wait() then leaves blocked.
         self._value = True
-        # The waiters of *this* set: those registered by now. A task that starts waiting after
-        # a later clear() must not be woken by this set when the loop gets to it. tuple() of a
-        # deque is one C call, atomic against the loop thread and against signal handlers.
-        waiters = tuple(self._waiters)
+        waiters: tuple[_Waiter, ...] | None = None
+        try:
+            # The waiters of *this* set: those registered by now. A task that starts waiting after
+            # a later clear() must not be woken by this set when the loop gets to it. tuple() of a
+            # deque is one C call, atomic against the loop thread and against signal handlers.
+            waiters = tuple(self._waiters)
+            self._wake_waiters(waiters)
+        except BaseException:
+            # A signal handler's exception (KeyboardInterrupt) can strike at any bytecode in
+            # there, maybe before the wakeup was posted; with the flag set, no later set() would
+            # post it, and the waiters would sleep on. So wake them once more: a waiter already
+            # woken is done, and is skipped.
+            try:
+                self._wake_waiters(tuple(self._waiters) if waiters is None else waiters)
+            except BaseException:
+                pass  # the first exception is the one to report
+            raise
+
+    def _wake_waiters(self, waiters: tuple[_Waiter, ...]) -> None:
         if not waiters:
             return
         loop = self._loop

@@ -372,3 +372,36 @@ async def test_the_batch_never_steps_a_task_inside_another() -> None:
     _event._resume(tuple(ev._waiters))  # here, inside this test's task
     assert not waiter.done(), "not stepped inside this task"
     assert await asyncio.wait_for(waiter, GUARD) is True
+
+
+async def test_a_set_interrupted_before_its_post_still_wakes_the_waiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal handler's exception can strike set() after the flag is set and before the
+    waiters' wakeup is posted. No later set() would post it (the flag is set), so set() must post
+    it again before letting the exception out."""
+    ev = aiowake.Event()
+    waiter = asyncio.ensure_future(ev.wait())
+    assert await blocked(waiter)
+    real_post = _channel.Channel.post
+    posts: list[object] = []
+
+    def interrupted_once(self: _channel.Channel, job: Any) -> None:
+        posts.append(job)
+        if len(posts) == 1:
+            raise KeyboardInterrupt  # as a handler would, just before the post took effect
+        real_post(self, job)
+
+    monkeypatch.setattr(_channel.Channel, "post", interrupted_once)
+    raised: list[BaseException] = []
+
+    def set_it() -> None:
+        try:
+            ev.set()
+        except KeyboardInterrupt as e:
+            raised.append(e)
+
+    await asyncio.to_thread(lambda: start_thread(set_it).join(GUARD))
+    assert len(raised) == 1, "set() let the exception out"
+    assert await asyncio.wait_for(waiter, 5.0) is True
+    assert len(posts) == 2
