@@ -98,8 +98,11 @@ async def test_posts_from_many_threads_run_once_in_order(
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_a_burst_costs_one_wakeup(monkeypatch: pytest.MonkeyPatch) -> None:
-    """10,000 posts made while the loop is busy: one write, one batch."""
+async def test_a_burst_costs_one_wakeup_per_batch(
+    monkeypatch: pytest.MonkeyPatch, batches: list[str]
+) -> None:
+    """10,000 posts made while the loop is busy: one write for all of them. The loop then runs
+    them BATCH_MAX at a time, each batch woken by the one before: one write per loop iteration."""
     writes = Writes()
     writes.install(monkeypatch)
     ran: list[int] = []
@@ -111,7 +114,9 @@ async def test_a_burst_costs_one_wakeup(monkeypatch: pytest.MonkeyPatch) -> None
         assert writes.count == 1
         await asyncio.wait_for(done, GUARD)
     assert ran == list(range(10_000))
-    assert writes.count == 1
+    expected_batches = -(-10_001 // _channel.BATCH_MAX)  # ceiling
+    assert len(batches) == expected_batches
+    assert writes.count == expected_batches
 
 
 @pytest.mark.asyncio
@@ -509,3 +514,32 @@ def test_a_post_interrupted_after_its_take_still_runs(
             assert loop.run_until_complete(asyncio.wait_for(second, 5.0)) == 2
     finally:
         loop.close()
+
+
+def test_a_flood_runs_in_batches_with_the_loops_turn_between(loop_factory: LoopFactory) -> None:
+    """Posts queued while the loop was away run BATCH_MAX at a time, in order, and what the loop
+    has scheduled meanwhile (here a call_soon from the first job) runs between two batches."""
+    loop = loop_factory()
+    try:
+        with aiowake.Dispatcher(loop) as d:
+            n = 2 * _channel.BATCH_MAX + 10
+            log: list[object] = []
+            done = loop.create_future()
+
+            def job(i: int) -> None:
+                log.append(i)
+                if i == 0:
+                    loop.call_soon(log.append, "loop's turn")
+                if i == n - 1:
+                    done.set_result(None)
+
+            def flood() -> None:
+                for i in range(n):
+                    d.call_soon_threadsafe(job, i)
+
+            start_thread(flood).join(GUARD)
+            loop.run_until_complete(asyncio.wait_for(done, GUARD))
+    finally:
+        loop.close()
+    assert log.index("loop's turn") == _channel.BATCH_MAX
+    assert [x for x in log if x != "loop's turn"] == list(range(n))
