@@ -85,12 +85,17 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
     assert out_png.read_bytes().startswith(b"\x89PNG")
 
 
-def test_latency_run_counts_its_samples() -> None:
-    case = next(c for c in all_cases() if c.name == "selectors/waker:pipe")
+def unpinned_latency_run(name: str, samples: int, warmup: int) -> _harness.LatencyRun:
+    case = next(c for c in all_cases() if c.name == name)
     plan = pin_plan("none")
     assert plan is not None
-    run = run_latency(case.make, samples=20, warmup=3, pin=plan, timeout=10.0)
+    run = run_latency(case.make, samples=samples, warmup=warmup, pin=plan, timeout=10.0)
     assert run.error is None
+    return run
+
+
+def test_latency_run_counts_its_samples() -> None:
+    run = unpinned_latency_run("selectors/waker:pipe", samples=20, warmup=3)
     assert len(run.samples_ns) == 20
     assert all(s > 0 for s in run.samples_ns)
     assert run.loop_first is not None
@@ -101,11 +106,7 @@ def test_latency_run_counts_its_samples() -> None:
 
 
 def test_a_reader_that_does_not_drain_is_timed_once() -> None:
-    case = next(c for c in all_cases() if c.name == "asyncio/call_soon_threadsafe")
-    plan = pin_plan("none")
-    assert plan is not None
-    run = run_latency(case.make, samples=5, warmup=1, pin=plan, timeout=10.0)
-    assert run.error is None
+    run = unpinned_latency_run("asyncio/call_soon_threadsafe", samples=5, warmup=1)
     assert len(run.samples_ns) == 5
     assert run.drained_ns == []
 

@@ -140,26 +140,28 @@ def test_keyboard_interrupt_in_write_gives_the_token_back(
     assert readable(waker)
 
 
+def interrupted_after(real: Callable[..., object]) -> Callable[..., object]:
+    """*real*, then the exception a signal handler raises at the bytecode after it returned."""
+
+    def call(*args: object) -> object:
+        real(*args)
+        raise KeyboardInterrupt
+
+    return call
+
+
 def test_an_exception_just_after_the_take_leaves_the_waker_readable(
     monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
 ) -> None:
     """A signal handler's exception can strike right after wake() took the token, before its
     write. Another thread's wake that found the token out meanwhile returned trusting that write,
     so the waker must end readable, and armed (not stuck "pending" with nothing to read)."""
-    real_take = waker._take_token
-
-    def take_then_interrupted() -> object:
-        real_take()
-        raise KeyboardInterrupt  # as a handler would, at the bytecode after the take
-
-    monkeypatch.setattr(waker, "_take_token", take_then_interrupted)
+    monkeypatch.setattr(waker, "_take_token", interrupted_after(waker._take_token))
     with pytest.raises(KeyboardInterrupt):
         waker.wake()
     monkeypatch.undo()
     assert readable(waker), f"the wake's byte was never written: {waker!r}"
-    assert waker.drain()
-    waker.wake()
-    assert readable(waker), f"stuck pending: {waker!r}"
+    assert_not_stuck(waker)
 
 
 def test_an_exception_just_after_the_read_leaves_the_waker_readable(
@@ -168,18 +170,17 @@ def test_an_exception_just_after_the_read_leaves_the_waker_readable(
     """The same in drain(): right after its read consumed the byte, before it re-armed. The
     caller, unwinding, will not look for the work that byte announced, so it must be announced
     again; and the waker must not be left stuck."""
-    real_read = _waker._read
-
-    def read_then_interrupted(fd: int, n: int) -> bytes:
-        real_read(fd, n)
-        raise KeyboardInterrupt
-
     waker.wake()
-    monkeypatch.setattr(_waker, "_read", read_then_interrupted)
+    monkeypatch.setattr(_waker, "_read", interrupted_after(_waker._read))
     with pytest.raises(KeyboardInterrupt):
         waker.drain()
     monkeypatch.undo()
     assert readable(waker), f"the drained wake was not announced again: {waker!r}"
+    assert_not_stuck(waker)
+
+
+def assert_not_stuck(waker: aiowake.Waker) -> None:
+    """Drain what is there; then a wake must make the waker readable again."""
     assert waker.drain()
     assert not readable(waker)
     waker.wake()
