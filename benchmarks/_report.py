@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._cases import FLOOR, LATENCY, ONE_WAKE, STOCK, UVLOOP, WORKING
-from ._targets import auto_backend, check, targets_table
+from ._targets import auto_backend, check, host_spread, targets_table
 
 PRODUCER_TITLES = {
     LATENCY: "idle producer (sleeps between wakes)",
@@ -141,6 +141,13 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
             console.print(burst_table(f"Burst throughput, {where}", scenarios["burst"]))
     if "same" in doc["results"]:
         console.print(targets_table(check(doc), auto_backend(doc)))
+        spread = host_spread(doc)
+        if spread is not None:
+            console.print(
+                "Host steadiness: the floor's per-round p50 (working producer) varied "
+                f"±{spread:.0%} over the middle half of the rounds (a quiet host: about ±1%). A "
+                "ratio within that of its limit can land on either side of it in another run."
+            )
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ wake") are properties, not ratios: the tests prove them and the tables show the 
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,18 @@ def _figure(row: dict[str, Any] | None, scenario: str) -> float | None:
         return None
     value = row.get("callbacks_per_s" if scenario == BURST else "p50")
     return float(value) if value else None
+
+
+def host_spread(doc: dict[str, Any]) -> float | None:
+    """How steady the host was during the run: half the spread of the middle half of the floor's
+    per-round p50s, relative to their median, with the working producer on one CPU (the steadiest
+    figure the suite has: on a quiet host about 0.01). None if the run has no such rounds."""
+    row = doc["results"].get("same", {}).get(WORKING, {}).get(FLOOR, {})
+    rounds = [float(v) for v in row.get("rounds_p50") or []]
+    if len(rounds) < 4:
+        return None
+    q1, median, q3 = statistics.quantiles(rounds, n=4)
+    return (q3 - q1) / 2 / median
 
 
 def auto_backend(doc: dict[str, Any]) -> str:

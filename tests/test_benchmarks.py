@@ -20,7 +20,7 @@ from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
 from benchmarks._mechanisms import Wake, WakerOnSelectors
 from benchmarks._stats import percentile, summarize_latency
-from benchmarks._targets import TARGETS, check
+from benchmarks._targets import TARGETS, check, host_spread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -275,3 +275,17 @@ def test_targets_are_ratios_of_one_run_checked_each_way() -> None:
     assert got[("burst", "asyncio/Dispatcher", stock)] == (3.4, True)
     assert got[("burst", "asyncio/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.85, True)
     assert got[("burst", "uvloop/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.975, False)
+
+
+def test_host_spread_tells_a_steady_run_from_a_noisy_one() -> None:
+    def doc(rounds: list[float] | None) -> dict[str, Any]:
+        working = {} if rounds is None else {"floor/eventfd": {"rounds_p50": rounds}}
+        return {"results": {"same": {"working": working}}}
+
+    steady = host_spread(doc([3.9, 3.9, 4.0, 3.9, 3.9, 3.8, 3.9, 3.9]))
+    noisy = host_spread(doc([3.9, 7.2, 4.0, 8.4, 5.5, 6.4, 4.1, 6.3]))
+    assert steady is not None
+    assert noisy is not None
+    assert steady < 0.02 < 0.15 < noisy
+    assert host_spread(doc(None)) is None
+    assert host_spread(doc([3.9, 4.0])) is None  # too few rounds to say
