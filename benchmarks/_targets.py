@@ -59,6 +59,14 @@ TARGETS: tuple[Target, ...] = (
 class Check:
     target: Target
     ratio: float | None  # None: a case was not run (or failed)
+    #: The same ratio taken round by round (a round runs every case once, interleaved): its
+    #: middle half, first to third quartile. None with fewer than four rounds.
+    rounds: tuple[float, float] | None = None
+
+    @property
+    def close(self) -> bool:
+        """The limit lies within the per-round middle half: another run may land either side."""
+        return self.rounds is not None and self.rounds[0] <= self.target.limit <= self.rounds[1]
 
     @property
     def met(self) -> bool | None:
@@ -73,6 +81,19 @@ def _figure(row: dict[str, Any] | None, scenario: str) -> float | None:
         return None
     value = row.get("callbacks_per_s" if scenario == BURST else "p50")
     return float(value) if value else None
+
+
+def _per_round(
+    row: dict[str, Any] | None, ref: dict[str, Any] | None, scenario: str
+) -> tuple[float, float] | None:
+    if row is None or ref is None or "error" in row or "error" in ref:
+        return None
+    key = "rounds_callbacks_per_s" if scenario == BURST else "rounds_p50"
+    a, b = row.get(key) or [], ref.get(key) or []
+    if len(a) != len(b) or len(a) < 4 or not all(b):
+        return None
+    q1, _, q3 = statistics.quantiles([x / y for x, y in zip(a, b, strict=True)], n=4)
+    return (q1, q3)
 
 
 def host_spread(doc: dict[str, Any]) -> float | None:
@@ -101,7 +122,8 @@ def check(doc: dict[str, Any]) -> list[Check]:
         case, ref = t.cases(auto)
         rows = same.get(t.scenario, {})
         a, b = _figure(rows.get(case), t.scenario), _figure(rows.get(ref), t.scenario)
-        checks.append(Check(t, None if a is None or b is None else a / b))
+        ratio = None if a is None or b is None else a / b
+        checks.append(Check(t, ratio, _per_round(rows.get(case), rows.get(ref), t.scenario)))
     return checks
 
 
@@ -112,6 +134,7 @@ def targets_table(checks: list[Check], auto: str) -> Table:
     table.add_column("case ÷ reference")
     table.add_column("wanted", justify="right")
     table.add_column("measured", justify="right")
+    table.add_column("per round, middle half", justify="right")
     table.add_column("met", justify="center")
     for c in checks:
         t = c.target
@@ -119,8 +142,11 @@ def targets_table(checks: list[Check], auto: str) -> Table:
         what = "callbacks/s" if t.scenario == BURST else "p50"
         wanted = f"{'≤' if t.at_most else '≥'} {t.limit:g}×"
         measured = "—" if c.ratio is None else f"{c.ratio:.2f}×"
+        spread = "—" if c.rounds is None else f"{c.rounds[0]:.2f}–{c.rounds[1]:.2f}×"
         met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "—"}[c.met]
+        if c.met is not None and c.close:
+            met += " [yellow](close)[/yellow]"
         table.add_row(
-            t.what, PRODUCER[t.scenario], f"{case} ÷ {ref} ({what})", wanted, measured, met
+            t.what, PRODUCER[t.scenario], f"{case} ÷ {ref} ({what})", wanted, measured, spread, met
         )
     return table

@@ -289,3 +289,25 @@ def test_host_spread_tells_a_steady_run_from_a_noisy_one() -> None:
     assert steady < 0.02 < 0.15 < noisy
     assert host_spread(doc(None)) is None
     assert host_spread(doc([3.9, 4.0])) is None  # too few rounds to say
+
+
+def test_a_check_says_when_its_limit_lies_within_the_per_round_spread() -> None:
+    floor = {"p50": 4.0, "rounds_p50": [4.0] * 8}
+    swinging = [4.0, 5.2, 4.4, 5.0, 4.6, 4.8, 4.2, 5.4]  # 1.00-1.35x the floor, round by round
+    working = {
+        "floor/eventfd": floor,
+        "uvloop/waker:eventfd": {"p50": 4.6, "rounds_p50": swinging},  # limit 1.15x: inside
+        "selectors/waker:eventfd": {"p50": 5.6, "rounds_p50": [5.6] * 8},  # 1.4x every round
+    }
+    doc = {"machine": {"auto_backend": "eventfd"}, "results": {"same": {"working": working}}}
+    by_case = {c.target.case: c for c in check(doc) if c.target.scenario == "working"}
+    uv, sel = by_case["uvloop/waker:{auto}"], by_case["selectors/waker:{auto}"]
+    assert uv.rounds is not None
+    assert uv.rounds[0] < 1.15 < uv.rounds[1]
+    assert uv.close
+    assert sel.rounds == pytest.approx((1.4, 1.4))
+    assert sel.met
+    assert not sel.close
+    no_rounds = by_case["asyncio/aiowake.Event"]  # not in the run
+    assert no_rounds.rounds is None
+    assert not no_rounds.close
