@@ -84,10 +84,9 @@ def _figure(row: dict[str, Any] | None, scenario: str) -> float | None:
 
 
 def _per_round(
-    row: dict[str, Any] | None, ref: dict[str, Any] | None, scenario: str
+    row: dict[str, Any], ref: dict[str, Any], scenario: str
 ) -> tuple[float, float] | None:
-    if row is None or ref is None or "error" in row or "error" in ref:
-        return None
+    """For two rows that ``_figure`` found usable: quartiles of their per-round ratio."""
     key = "rounds_callbacks_per_s" if scenario == BURST else "rounds_p50"
     a, b = row.get(key) or [], ref.get(key) or []
     if len(a) != len(b) or len(a) < 4 or not all(b):
@@ -122,8 +121,10 @@ def check(doc: dict[str, Any]) -> list[Check]:
         case, ref = t.cases(auto)
         rows = same.get(t.scenario, {})
         a, b = _figure(rows.get(case), t.scenario), _figure(rows.get(ref), t.scenario)
-        ratio = None if a is None or b is None else a / b
-        checks.append(Check(t, ratio, _per_round(rows.get(case), rows.get(ref), t.scenario)))
+        if a is None or b is None:
+            checks.append(Check(t, None))
+        else:
+            checks.append(Check(t, a / b, _per_round(rows[case], rows[ref], t.scenario)))
     return checks
 
 
