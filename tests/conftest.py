@@ -134,6 +134,16 @@ def readable(fd: int | aiowake.Waker) -> bool:
         return bool(sel.select(0))
 
 
+def interrupted_after(real: Callable[..., object]) -> Callable[..., object]:
+    """*real*, then the exception a signal handler raises at the bytecode after it returned."""
+
+    def call(*args: object) -> object:
+        real(*args)
+        raise KeyboardInterrupt
+
+    return call
+
+
 def start_thread(target: Callable[[], object], name: str = "aiowake-test") -> threading.Thread:
     t = threading.Thread(target=target, name=name, daemon=True)
     t.start()

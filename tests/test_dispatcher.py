@@ -14,7 +14,13 @@ import pytest
 import aiowake
 from aiowake import _channel, _waker
 
-from .conftest import ExceptionHandlerGuard, LoopFactory, open_fds, start_thread
+from .conftest import (
+    ExceptionHandlerGuard,
+    LoopFactory,
+    interrupted_after,
+    open_fds,
+    start_thread,
+)
 
 GUARD = 30.0
 
@@ -498,14 +504,8 @@ def test_a_post_interrupted_after_its_take_still_runs(
     loop = loop_factory()
     try:
         with aiowake.Dispatcher(loop) as d:
-            real_take = d._take_token
-
-            def take_then_interrupted() -> object:
-                real_take()
-                raise KeyboardInterrupt  # as a handler would, at the bytecode after the take
-
             first, second = loop.create_future(), loop.create_future()
-            monkeypatch.setattr(d, "_take_token", take_then_interrupted)
+            monkeypatch.setattr(d, "_take_token", interrupted_after(d._take_token))
             with pytest.raises(KeyboardInterrupt):
                 d.call_soon_threadsafe(first.set_result, 1)
             monkeypatch.undo()

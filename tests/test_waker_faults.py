@@ -15,7 +15,7 @@ import pytest
 import aiowake
 from aiowake import _waker
 
-from .conftest import readable
+from .conftest import interrupted_after, readable
 
 SysCall = Callable[[int, object], object]
 
@@ -138,16 +138,6 @@ def test_keyboard_interrupt_in_write_gives_the_token_back(
     assert waker.drain()
     waker.wake()
     assert readable(waker)
-
-
-def interrupted_after(real: Callable[..., object]) -> Callable[..., object]:
-    """*real*, then the exception a signal handler raises at the bytecode after it returned."""
-
-    def call(*args: object) -> object:
-        real(*args)
-        raise KeyboardInterrupt
-
-    return call
 
 
 def test_an_exception_just_after_the_take_leaves_the_waker_readable(
