@@ -122,8 +122,6 @@ class Dispatcher:
         try:  # ...then the wake, as Waker.wake() does it: the order the channel's
             if self._take_token() is not None:  # no-lost-wakeup rests on
                 self._write_token()
-        except OSError:
-            raise
         except BaseException:
             self._channel._waker._rescue()  # see there
             raise

@@ -33,13 +33,15 @@ because a signal handler may call ``wake()`` in a thread that holds it (inside `
 either the open descriptors or -1, never a closed-but-not-yet-marked one. Pending wakes never
 touch a lock.
 
-**Exceptions (signals).** A signal handler's exception (KeyboardInterrupt) is raised at whatever
-bytecode the signal interrupted: maybe between taking the token and writing, or between reading and
-re-arming, leaving the token out with nothing to read. So every exception escaping ``wake()`` or
-``drain()``, other than the system call's own OSError (after which nothing was written or read),
-goes through ``_rescue()``, which re-arms and writes a byte: then the invariant above holds again,
-except that the token may be in while a byte is there, which costs a spurious wakeup, never a lost
-one. (Each such exception may add one byte; a drain reads them all.)
+**Exceptions (signals).** A signal handler's exception (KeyboardInterrupt, or any other, an
+OSError included) is raised at whatever bytecode the signal interrupted: maybe between taking the
+token and writing, or between reading and re-arming, leaving the token out with nothing to read.
+Which exception it was says nothing about where it struck, so *every* exception escaping
+``wake()`` or ``drain()``, the system call's own OSError too, goes through ``_rescue()``, which
+writes a byte and re-arms: then the invariant above holds again, except that the token may be in
+while a byte is there, which costs a spurious wakeup, never a lost one. (Each such exception may
+add one byte; a drain reads them all.) A second exception striking inside the rescue itself is
+beyond what any Python code can guard against.
 """
 
 from __future__ import annotations
@@ -130,15 +132,13 @@ class Waker:
         byte is ever in it. Wakes before the next ``drain()`` cost one write in all; the others
         make no system call. After ``close()`` it does nothing. ``EINTR`` is retried; "would block"
         means the descriptor is full, hence readable, hence already pending; any other OS error
-        (``EBADF`` if someone else closed our descriptor) propagates, and the next wake tries
-        again.
+        (``EBADF`` if someone else closed our descriptor) propagates, after one more try at
+        writing (the rescue, see the module docstring); the next wake tries again.
         """
         try:
             if self._take_token() is not None:
                 self._write_token()
             # else: a byte is written or about to be: nothing to add
-        except OSError:
-            raise  # the write's own: nothing written, and _write_token gave the token back
         except BaseException:
             self._rescue()
             raise
@@ -146,8 +146,8 @@ class Waker:
     def _write_token(self) -> None:
         """The second half of ``wake()``, for the caller that has just taken the token with
         ``_take_token()`` (the Dispatcher's post path does: a pending wake costs no method call).
-        The caller handles exceptions as ``wake()`` does: the two halves and the gap between them
-        are one critical section for ``_rescue()``."""
+        The caller handles exceptions as ``wake()`` does: any exception out of the two halves or
+        the gap between them goes through ``_rescue()``."""
         with self._wlock:
             fd = self._wfd
             if fd < 0:
@@ -162,32 +162,32 @@ class Waker:
                         continue  # PEP 475 retries inside os.write; this is the belt to its braces
             except BlockingIOError:
                 pass  # full, so readable: the wakeup is pending all the same
-            except OSError:
-                # Nothing was written: give the token back, or no wake would ever write again.
-                self._armed[_TOKEN] = True
-                raise
 
     def _rescue(self) -> None:
-        """Leave the waker readable and armed after an exception other than a system call's own
-        OSError escaped ``wake()`` or ``drain()``.
+        """Leave the waker readable and armed after an exception escaped ``wake()`` or
+        ``drain()``.
 
-        Such an exception is a signal handler's (or a MemoryError): Python raises it at whatever
-        bytecode the signal interrupted, which may be just after ``wake()`` took the token and
-        before its write, or just after ``drain()`` read a byte and before it re-armed. Either
-        would leave the token out with nothing to read: the waker stuck for good, every later wake
-        (and any wake that had just returned trusting this one's write) lost. Which side of the
-        system call it struck cannot be known, so assume both: give the token back and write a
-        byte. A byte too many is one spurious wakeup; one too few is a lost one.
+        It may be the system call's own OSError, after which nothing was written (or read), or a
+        signal handler's, which Python raises at whatever bytecode the signal interrupted: maybe
+        just after ``wake()`` took the token and before its write, or just after ``drain()`` read
+        a byte and before it re-armed. Either leaves the token out with nothing to read: the
+        waker stuck for good, every later wake (and any wake that had just returned trusting this
+        one's write) lost. Where it struck cannot be known, so assume the worst: write a byte and
+        give the token back. A byte too many is one spurious wakeup; one too few is a lost one.
+
+        Write first, then re-arm: an exception striking between the two leaves a byte with the
+        token out, which the next drain() puts right, where the other order would leave the token
+        in with nothing written, losing the wake of anyone who trusted ours.
         """
         with self._wlock:
             fd = self._wfd
             if fd < 0:
                 return  # closed: nothing to wake, and the token must stay out
-            self._armed[_TOKEN] = True
             try:
                 _write(fd, self._backend.payload)
             except OSError:
                 pass  # full, so readable; or broken, which the next wake() will report
+            self._armed[_TOKEN] = True
 
     def drain(self) -> bool:
         """Consume every pending wake without blocking; True if there was one.
@@ -196,7 +196,8 @@ class Waker:
         returns False when nothing was pending and after ``close()``. A wake that races the drain
         is never lost: it is either consumed here (and its work, queued before it, is there to be
         found after this returns) or leaves ``fileno()`` readable for the next round. ``EINTR``
-        is retried; any other OS error propagates and leaves the pending wake pending.
+        is retried; any other OS error propagates and leaves ``fileno()`` readable (the rescue,
+        see the module docstring), so the wake is announced again.
         """
         with self._rlock:
             fd = self._rfd
@@ -217,8 +218,6 @@ class Waker:
                     self._armed[_TOKEN] = True
                     return True
                 return False  # end of file: cannot happen while we hold both ends open
-            except OSError:
-                raise  # the read's own: nothing was read, the pending wake stays pending
             except BaseException:
                 self._rescue()  # the byte may have been read: the caller will not look for work
                 raise

@@ -134,12 +134,14 @@ def readable(fd: int | aiowake.Waker) -> bool:
         return bool(sel.select(0))
 
 
-def interrupted_after(real: Callable[..., object]) -> Callable[..., object]:
+def interrupted_after(
+    real: Callable[..., object], exc: type[BaseException] = KeyboardInterrupt
+) -> Callable[..., object]:
     """*real*, then the exception a signal handler raises at the bytecode after it returned."""
 
     def call(*args: object) -> object:
         real(*args)
-        raise KeyboardInterrupt
+        raise exc
 
     return call
 

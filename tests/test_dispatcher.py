@@ -496,17 +496,19 @@ def test_posts_made_while_the_loop_is_stopped_run_when_it_runs_after_close(
     assert open_fds() == before
 
 
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, BrokenPipeError])
 def test_a_post_interrupted_after_its_take_still_runs(
-    loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch
+    loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch, exc: type[BaseException]
 ) -> None:
-    """A signal handler's exception can strike right after a post took the token, before its
-    write. The job is queued by then, so it must run; and the next post must still wake the loop."""
+    """A signal handler's exception (any: an OSError from its own I/O too) can strike right after
+    a post took the token, before its write. The job is queued by then, so it must run; and the
+    next post must still wake the loop."""
     loop = loop_factory()
     try:
         with aiowake.Dispatcher(loop) as d:
             first, second = loop.create_future(), loop.create_future()
-            monkeypatch.setattr(d, "_take_token", interrupted_after(d._take_token))
-            with pytest.raises(KeyboardInterrupt):
+            monkeypatch.setattr(d, "_take_token", interrupted_after(d._take_token, exc))
+            with pytest.raises(exc):
                 d.call_soon_threadsafe(first.set_result, 1)
             monkeypatch.undo()
             assert loop.run_until_complete(asyncio.wait_for(first, 5.0)) == 1

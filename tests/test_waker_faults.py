@@ -86,17 +86,37 @@ def test_wake_would_block_means_already_pending(
 def test_wake_propagates_ebadf_and_stays_usable(
     monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
 ) -> None:
-    """Any other OS error propagates from wake(); nothing was written, so the token comes back
-    and the next wake writes (a wake is never silently swallowed)."""
+    """Any other OS error propagates from wake(), after one more try (the rescue); a wake is
+    never silently swallowed: the failure is reported, and once writes work again the waker is
+    readable and armed."""
     calls = fail_once(monkeypatch, "_write", OSError(errno.EBADF, os.strerror(errno.EBADF)))
     with pytest.raises(OSError, match="Bad file descriptor") as info:
         waker.wake()
     assert info.value.errno == errno.EBADF
-    assert not readable(waker)
-    waker.wake()
-    assert len(calls) == 2
+    assert len(calls) == 2  # the failed write, then the rescue's, which went through
     assert readable(waker)
-    assert waker.drain()
+    assert_not_stuck(waker)
+
+
+def test_wake_with_a_broken_descriptor_keeps_reporting_it(
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+) -> None:
+    """While every write fails, every wake() raises (none returns as if it had woken anyone)."""
+    calls: list[int] = []
+
+    def broken(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+    monkeypatch.setattr(_waker, "_write", broken)
+    for _ in range(3):
+        with pytest.raises(OSError, match="Bad file descriptor"):
+            waker.wake()
+    assert len(calls) == 6  # each wake: its write and the rescue's
+    assert not readable(waker)
+    monkeypatch.undo()
+    waker.wake()
+    assert readable(waker)
 
 
 def test_drain_would_block_returns_false_and_loses_nothing(
@@ -140,29 +160,36 @@ def test_keyboard_interrupt_in_write_gives_the_token_back(
     assert readable(waker)
 
 
+# A signal handler may raise anything, an OSError from its own I/O included: the rescue must not
+# take an OSError for the system call's own and skip itself.
+HANDLER_EXCEPTIONS = pytest.mark.parametrize("exc", [KeyboardInterrupt, BrokenPipeError])
+
+
+@HANDLER_EXCEPTIONS
 def test_an_exception_just_after_the_take_leaves_the_waker_readable(
-    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker, exc: type[BaseException]
 ) -> None:
     """A signal handler's exception can strike right after wake() took the token, before its
     write. Another thread's wake that found the token out meanwhile returned trusting that write,
     so the waker must end readable, and armed (not stuck "pending" with nothing to read)."""
-    monkeypatch.setattr(waker, "_take_token", interrupted_after(waker._take_token))
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(waker, "_take_token", interrupted_after(waker._take_token, exc))
+    with pytest.raises(exc):
         waker.wake()
     monkeypatch.undo()
     assert readable(waker), f"the wake's byte was never written: {waker!r}"
     assert_not_stuck(waker)
 
 
+@HANDLER_EXCEPTIONS
 def test_an_exception_just_after_the_read_leaves_the_waker_readable(
-    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker
+    monkeypatch: pytest.MonkeyPatch, waker: aiowake.Waker, exc: type[BaseException]
 ) -> None:
     """The same in drain(): right after its read consumed the byte, before it re-armed. The
     caller, unwinding, will not look for the work that byte announced, so it must be announced
     again; and the waker must not be left stuck."""
     waker.wake()
-    monkeypatch.setattr(_waker, "_read", interrupted_after(_waker._read))
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(_waker, "_read", interrupted_after(_waker._read, exc))
+    with pytest.raises(exc):
         waker.drain()
     monkeypatch.undo()
     assert readable(waker), f"the drained wake was not announced again: {waker!r}"
