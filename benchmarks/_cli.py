@@ -126,6 +126,7 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         for mode, scenario, scase in work:
             lat: dict[str, list[LatencyRun]] = defaultdict(list)
             bursts: dict[str, list[BurstRun]] = defaultdict(list)
+            bursts_gc_off: dict[str, list[BurstRun]] = defaultdict(list)
             for r in range(args.rounds):
                 order = list(scase)
                 rng.shuffle(order)
@@ -134,11 +135,17 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     progress.update(task, description=desc)
                     progress.refresh()
                     if scenario == BURST:
-                        bursts[case.name].append(
-                            run_burst(
-                                case.make, args.producers, args.burst_n, plans[mode], args.timeout
+                        for gc_off, runs in ((False, bursts), (True, bursts_gc_off)):
+                            runs[case.name].append(
+                                run_burst(
+                                    case.make,
+                                    args.producers,
+                                    args.burst_n,
+                                    plans[mode],
+                                    args.timeout,
+                                    gc_off,
+                                )
                             )
-                        )
                     else:
                         busy = scenario == BUSY
                         lat[case.name].append(
@@ -155,7 +162,7 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     progress.advance(task)
             counted = {c.name: c.writes_counted for c in scase}
             summary = (
-                _summarize_bursts(bursts, counted)
+                _summarize_bursts(bursts, bursts_gc_off, counted)
                 if scenario == BURST
                 else _summarize_latency(lat, counted)
             )
@@ -200,17 +207,23 @@ def _summarize_latency(
 
 
 def _summarize_bursts(
-    runs: dict[str, list[BurstRun]], counted: dict[str, bool]
+    runs: dict[str, list[BurstRun]],
+    runs_gc_off: dict[str, list[BurstRun]],
+    counted: dict[str, bool],
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, rs in runs.items():
-        errors = [r.error for r in rs if r.error]
+        off = runs_gc_off[name]
+        errors = [r.error for r in rs + off if r.error]
         if errors:
             out[name] = {"error": errors[0]}
             continue
         out[name] = {
             "callbacks_per_s": median_or_none([r.callbacks_per_s for r in rs]),
             "rounds_callbacks_per_s": [r.callbacks_per_s for r in rs],
+            "gc_share": median_or_none([r.gc_share for r in rs]),
+            "callbacks_per_s_gc_off": median_or_none([r.callbacks_per_s for r in off]),
+            "rounds_callbacks_per_s_gc_off": [r.callbacks_per_s for r in off],
             "writes": (
                 median_or_none([r.writes_per_callback for r in rs]) if counted[name] else None
             ),

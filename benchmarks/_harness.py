@@ -11,7 +11,11 @@ producer computes (holding the GIL) for that long after each wake instead of goi
 loop must wait for the interpreter's switch interval.
 
 Burst: P producers post N callbacks each as fast as they can; the rate is callbacks run per second
-from the start until the loop ran the last one.
+from the start until the loop ran the last one. Every burst starts after a full collection, so no
+case inherits another's garbage; the share of the burst the garbage collector took is recorded
+(every posted callback is a new tracked object, and a burst keeps up to N x P of them queued, so
+the collections grow with the burst). With ``gc_off`` the collector is off during the burst: what
+the mechanisms cost without it.
 
 With both threads on one CPU a wake lands in one of two modes: the woken loop thread preempts the
 producer right at its write (it finds the GIL free: the write released it), or the producer runs on
@@ -26,6 +30,7 @@ thread (``getrusage(RUSAGE_THREAD)``) and write system calls of the process (``s
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import resource
@@ -123,6 +128,8 @@ class LatencyRun:
 class BurstRun:
     callbacks_per_s: float = 0.0
     writes_per_callback: float | None = None
+    #: Share of the burst's wall time spent in garbage collections (0 with the collector off).
+    gc_share: float = 0.0
     error: str | None = None
 
 
@@ -237,18 +244,59 @@ def run_burst(
     per_producer: int,
     pin: Pin,
     timeout: float,
+    gc_off: bool = False,
+) -> BurstRun:
+    gc.collect()
+    was_enabled = gc.isenabled()
+    if gc_off:
+        gc.disable()
+    timer = _GcTimer()
+    gc.callbacks.append(timer)
+    try:
+        return _burst(make, producers, per_producer, pin, timeout, timer)
+    finally:
+        gc.callbacks.remove(timer)
+        if was_enabled:
+            gc.enable()
+
+
+class _GcTimer:
+    """A ``gc.callbacks`` hook: the time spent in collections, in ns.
+
+    CPU time of the collecting thread, not wall time: a hook is Python code, so the thread may
+    hand the GIL to another between its "start" hook and the collection, and wall time would count
+    that other thread's run as collecting.
+    """
+
+    def __init__(self) -> None:
+        self.spent = self._start = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.thread_time_ns()
+        else:
+            self.spent += time.thread_time_ns() - self._start
+
+
+def _burst(
+    make: Callable[[Probe], Mechanism],
+    producers: int,
+    per_producer: int,
+    pin: Pin,
+    timeout: float,
+    timer: _GcTimer,
 ) -> BurstRun:
     total = producers * per_producer
     result = BurstRun()
     done = threading.Event()
     count = 0
-    end: dict[str, int | None] = {}
+    end: dict[str, int | None] = {}  # at the last callback: time, write count, time in GC
 
     def callback() -> None:
         nonlocal count
         count += 1  # only the loop thread runs callbacks
         if count == total:
-            end["t"], end["w"] = time.perf_counter_ns(), _write_syscalls()
+            end["t"], end["w"], end["gc"] = time.perf_counter_ns(), _write_syscalls(), timer.spent
             done.set()
 
     errors: list[str] = []
@@ -268,6 +316,7 @@ def run_burst(
     threads = [_start(produce, f"bench-producer-{i}") for i in range(producers)]
     w0 = _write_syscalls()
     t0 = time.perf_counter_ns()
+    timer.spent = 0
     start.wait()
     if not done.wait(timeout):
         errors.append(f"only {count} of {total} callbacks ran within {timeout} s")
@@ -281,6 +330,7 @@ def run_burst(
     t1 = end["t"]
     assert t1 is not None
     result.callbacks_per_s = total / ((t1 - t0) / 1e9)
+    result.gc_share = (end["gc"] or 0) / (t1 - t0)
     result.writes_per_callback = _per(w0, end["w"], total)
     return result
 

@@ -72,19 +72,26 @@ def burst_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     t.add_column("callbacks/s", justify="right")
     t.add_column("÷ asyncio cst", justify="right")
     t.add_column("÷ uvloop cst", justify="right")
+    t.add_column("in GC", justify="right")
+    t.add_column("GC off", justify="right")
+    t.add_column("GC off ÷ uvloop cst", justify="right")
     t.add_column("writes", justify="right")
     stock = rows.get(STOCK, {}).get("callbacks_per_s")
     uv = rows.get(UVLOOP, {}).get("callbacks_per_s")
+    uv_off = rows.get(UVLOOP, {}).get("callbacks_per_s_gc_off")
     for name, r in sorted(rows.items(), key=lambda kv: -kv[1].get("callbacks_per_s", 0.0)):
         if r.get("error"):
             t.add_row(name, f"[red]FAILED: {r['error']}[/red]")
             continue
-        rate = r["callbacks_per_s"]
+        rate, rate_off = r["callbacks_per_s"], r["callbacks_per_s_gc_off"]
         t.add_row(
             name,
             f"{rate / 1e6:.2f} M",
             _ratio(rate, stock),
             _ratio(rate, uv),
+            _share(r["gc_share"]),
+            f"{rate_off / 1e6:.2f} M",
+            _ratio(rate_off, uv_off),
             "—" if r["writes"] is None else f"{r['writes']:.2g}",
         )
     return t
@@ -120,7 +127,11 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         "call_soon_threadsafe). loop cs: context switches of the loop thread per wake. loop first: "
         "share of wakes whose loop callback started before the producer's wake call returned (the "
         "loop preempted the producer at its write: the fast mode on one CPU, which the kernel "
-        "mostly picks when the producer was working and seldom when it had just woken up)."
+        "mostly picks when the producer was working and seldom when it had just woken up). "
+        "Bursts: in GC: share of the burst spent in garbage collections (each post makes a new "
+        "handle, and a long burst keeps many queued, so collections grow with the burst and weigh "
+        "on mechanisms by the objects they allocate); GC off: the same burst with the collector "
+        "off, the mechanisms' own cost."
     )
     for pin, scenarios in doc["results"].items():
         where = PIN_TITLES[pin]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
     assert "Wakeup latency, idle producer" in proc.stdout
     assert "Wakeup latency, working producer" in proc.stdout
     assert "Burst throughput" in proc.stdout
+    assert "GC off ÷ uvloop cst" in proc.stdout
     assert "Targets" in proc.stdout
     doc: dict[str, Any] = json.loads(out_json.read_text())
     assert doc["machine"]["python"].startswith("CPython") or doc["machine"]["python"]
@@ -69,6 +71,9 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
                 if scenario == "burst":
                     assert row["callbacks_per_s"] > 0
                     assert len(row["rounds_callbacks_per_s"]) == 2
+                    assert row["callbacks_per_s_gc_off"] > 0
+                    assert len(row["rounds_callbacks_per_s_gc_off"]) == 2
+                    assert 0 <= row["gc_share"] < 1
                 else:
                     values = [row[k] for k in ("p50", "p90", "p99", "p99.9", "max")]
                     assert all(v > 0 for v in values), (name, values)
@@ -152,6 +157,34 @@ def test_burst_run_reports_a_rate() -> None:
     assert run.error is None
     assert run.callbacks_per_s > 0
     assert run.writes_per_callback is None or 0 < run.writes_per_callback < 1
+    # 3,000 posts are 3,000 new tracked objects: several young collections, timed.
+    assert 0 < run.gc_share < 1
+
+
+@pytest.mark.parametrize("enabled_before", [True, False])
+def test_a_burst_with_the_collector_off_collects_nothing_and_restores_it(
+    enabled_before: bool,
+) -> None:
+    case = next(c for c in all_cases() if c.name == "asyncio/Dispatcher")
+    plan = pin_plan("none")
+    assert plan is not None
+    collections: list[str] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        collections.append(phase)
+
+    was = gc.isenabled()
+    (gc.enable if enabled_before else gc.disable)()
+    gc.callbacks.append(seen)
+    try:
+        run = run_burst(case.make, 3, 1000, plan, timeout=10.0, gc_off=True)
+        assert gc.isenabled() == enabled_before
+    finally:
+        gc.callbacks.remove(seen)
+        (gc.enable if was else gc.disable)()
+    assert run.error is None
+    assert run.gc_share == 0
+    assert collections == ["start", "stop"]  # only the full collection before the burst
 
 
 def test_a_stuck_case_is_reported_not_hung() -> None:
