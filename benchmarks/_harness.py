@@ -128,7 +128,7 @@ class LatencyRun:
 class BurstRun:
     callbacks_per_s: float = 0.0
     writes_per_callback: float | None = None
-    #: Share of the burst's wall time spent in garbage collections (0 with the collector off).
+    #: The collections' CPU time over the burst's wall time (0 with the collector off).
     gc_share: float = 0.0
     error: str | None = None
 
