@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
+import signal
 import sys
 import threading
 import types
@@ -144,6 +146,49 @@ def interrupted_after(
         raise exc
 
     return call
+
+
+class Strike(Exception):
+    """What a ``strike_storm`` handler raises."""
+
+
+class StrikeStorm:
+    """A virtual-time timer whose signal handler raises ``Strike`` in the code of given modules,
+    at whatever bytecode the timer lands on, at most once per ``arm()``: the one exception a
+    signal handler may raise inside an operation (a second, striking inside the rescue from the
+    first, is beyond any Python code's guard)."""
+
+    def __init__(self, *modules: types.ModuleType) -> None:
+        self._files = {m.__file__ for m in modules}
+        self.armed = False
+        self.struck = 0
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def handler(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.armed and frame is not None and frame.f_code.co_filename in self._files:
+            self.armed = False
+            self.struck += 1
+            raise Strike
+
+
+@contextlib.contextmanager
+def strike_storm(*modules: types.ModuleType, every_s: float = 0.00005) -> Iterator[StrikeStorm]:
+    """Run the block under a ``StrikeStorm`` (SIGVTALRM: SIGALRM is pytest-timeout's). The
+    handler runs in the main thread, where the tests run."""
+    storm = StrikeStorm(*modules)
+    old = signal.signal(signal.SIGVTALRM, storm.handler)
+    signal.setitimer(signal.ITIMER_VIRTUAL, every_s, every_s)
+    try:
+        yield storm
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0, 0)
+        signal.signal(signal.SIGVTALRM, old)
+        storm.disarm()
 
 
 def start_thread(target: Callable[[], object], name: str = "aiowake-test") -> threading.Thread:
