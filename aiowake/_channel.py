@@ -2,21 +2,22 @@
 
 A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs (``DispatcherHandle``
 objects). Any thread or signal handler posts a job: append, then wake. The loop runs them in
-batches in ``_run_batch``: count the queue, run that many jobs (at most ``BATCH_MAX``), drain, and
-wake itself again if anything is queued by then.
+batches in ``_run_batch``: count the queue, run that many jobs (at most ``BATCH_MAX``); then, if
+jobs are left, leave the wake pending; if none, drain, and wake itself again if a job came by then.
 
 Why nothing is lost: every job is appended *before* its wake. A job is either counted by this
-batch, or appended after the count; then after the drain either its wake comes later (it writes,
-since the drain re-armed the waker) or it came earlier and was consumed by the drain, in which case
-the job is already in the queue when the batch looks at it after the drain, and the batch wakes
-again. Either way the reader runs again. A job posted while a batch runs waits for the next batch,
-and so do the jobs beyond ``BATCH_MAX``, so a flood of posts cannot starve the loop's timers and
-other I/O.
+batch, or appended after the count. If the batch then finds jobs left, it reads nothing: the byte
+that made the descriptor readable is still there, so the reader runs again. If it finds none and
+drains, then either the job's wake comes later (it writes, since the drain re-armed the waker) or
+it came earlier and was consumed by the drain, in which case the job is already in the queue when
+the batch looks again after the drain, and the batch wakes again. Either way the reader runs
+again. A job posted while a batch runs waits for the next batch, and so do the jobs beyond
+``BATCH_MAX``, so a flood of posts cannot starve the loop's timers and other I/O.
 
 Why drain *after* the jobs: the first job runs one system call sooner, and the read (which
 releases the GIL) happens after the latency-critical part instead of before it. Posts made during
-the batch find the waker still pending and make no system call; the batch's closing wake covers
-them with one write.
+the batch find the waker still pending and make no system call, and the batch leaves it pending
+for them: a loop kept busy by posts makes no system call of ours at all.
 
 ``deque.append``/``popleft`` are atomic against other threads (the GIL; a C call is never split)
 and against signal handlers (they run between bytecodes), which is all ``post()`` needs.
@@ -97,8 +98,14 @@ class Channel:
 
     def post(self, job: DispatcherHandle) -> None:
         """Any thread or signal handler: queue *job* for the loop's next batch."""
-        self._queue.append(job)  # first the job...
-        self._waker.wake()  # ...then the wake (see the module docstring)
+        try:
+            self._queue.append(job)  # first the job...
+            self._waker.wake()  # ...then the wake (see the module docstring)
+        except BaseException:
+            # A signal handler's exception may strike between the two: leave the job's wake
+            # pending all the same (see Waker._rescue).
+            self._waker._rescue()
+            raise
 
     def _run_batch(self) -> None:
         queue = self._queue
@@ -126,11 +133,17 @@ class Channel:
                 except BaseException as exc:  # as asyncio's Handle reports a failing callback
                     job._report(self._loop, callback, exc)
         finally:
-            # Drain, then look (see the module docstring). Also covers a job that raised
-            # BaseException (KeyboardInterrupt, SystemExit) out of the batch: the rest still runs.
-            self._waker.drain()
-            if queue and not self.closed:
-                self._waker.wake()
+            # Also after a job let KeyboardInterrupt or SystemExit out: the rest still run.
+            if not queue:
+                # Drain, then look (see the module docstring); the look in a `finally`, so that
+                # a signal handler's exception striking after the drain cannot skip it.
+                try:
+                    self._waker.drain()
+                finally:
+                    if queue and not self.closed:
+                        self._waker.wake()
+            # else: jobs are left, and the byte that woke this batch is still unread, so the
+            # loop comes straight back for them: no read, no write.
 
     def release(self) -> None:
         """Any thread: one user fewer. After the last one the channel closes on the loop's next

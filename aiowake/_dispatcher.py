@@ -118,9 +118,12 @@ class Dispatcher:
                 # what a burst leaves for the garbage collector to look at.
                 context = None
         handle._context = context
-        self._append(handle)  # first the job...
-        try:  # ...then the wake, as Waker.wake() does it: the order the channel's
-            if self._take_token() is not None:  # no-lost-wakeup rests on
+        # First the job, then the wake, as Waker.wake() does it: the order the channel's
+        # no-lost-wakeup rests on. The job is inside the try too: a signal handler's exception
+        # striking right after the append must still leave the wake pending (the rescue).
+        try:
+            self._append(handle)
+            if self._take_token() is not None:
                 self._write_token()
         except BaseException:
             self._channel._waker._rescue()  # see there

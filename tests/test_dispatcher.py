@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import socket
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import aiowake
-from aiowake import _channel, _waker
+from aiowake import _channel, _dispatcher, _waker
+from aiowake._handle import DispatcherHandle
 
 from .conftest import (
     ExceptionHandlerGuard,
     LoopFactory,
+    Strike,
     interrupted_after,
     open_fds,
+    readable,
     start_thread,
+    strike_storm,
 )
 
 GUARD = 30.0
@@ -27,22 +33,24 @@ GUARD = 30.0
 asyncio_tests = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
 
-class Writes:
-    """Counts the waker writes (wakeups) made while it is installed."""
+class SysCalls:
+    """Counts the waker's calls of one system call while installed: ``"_write"`` (wakeups) or
+    ``"_read"`` (drains that found something, and those that did not)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.count = 0
         self._lock = threading.Lock()
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        real_write = _waker._write
+        real = getattr(_waker, self.name)
 
-        def counting_write(fd: int, data: bytes) -> int:
+        def counting(fd: int, arg: Any) -> Any:
             with self._lock:
                 self.count += 1
-            return real_write(fd, data)
+            return real(fd, arg)
 
-        monkeypatch.setattr(_waker, "_write", counting_write)
+        monkeypatch.setattr(_waker, self.name, counting)
 
 
 @pytest.fixture
@@ -67,7 +75,7 @@ async def test_posts_from_many_threads_run_once_in_order(
 ) -> None:
     per_thread = 50_000
     total = threads * per_thread
-    writes = Writes()
+    writes = SysCalls("_write")
     writes.install(monkeypatch)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -104,13 +112,15 @@ async def test_posts_from_many_threads_run_once_in_order(
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_a_burst_costs_one_wakeup_per_batch(
+async def test_a_burst_costs_one_write_and_one_read(
     monkeypatch: pytest.MonkeyPatch, batches: list[str]
 ) -> None:
     """10,000 posts made while the loop is busy: one write for all of them. The loop then runs
-    them BATCH_MAX at a time, each batch woken by the one before: one write per loop iteration."""
-    writes = Writes()
+    them BATCH_MAX at a time, one batch per iteration, each leaving that byte unread for the next:
+    one write and one read in all."""
+    writes, reads = SysCalls("_write"), SysCalls("_read")
     writes.install(monkeypatch)
+    reads.install(monkeypatch)
     ran: list[int] = []
     done = asyncio.get_running_loop().create_future()
     with aiowake.Dispatcher() as d:
@@ -122,7 +132,8 @@ async def test_a_burst_costs_one_wakeup_per_batch(
     assert ran == list(range(10_000))
     expected_batches = -(-10_001 // _channel.BATCH_MAX)  # ceiling
     assert len(batches) == expected_batches
-    assert writes.count == expected_batches
+    assert writes.count == 1
+    assert reads.count == 1  # the last batch's drain
 
 
 @pytest.mark.asyncio
@@ -514,6 +525,71 @@ def test_a_post_interrupted_after_its_take_still_runs(
             assert loop.run_until_complete(asyncio.wait_for(first, 5.0)) == 1
             start_thread(lambda: d.call_soon_threadsafe(second.set_result, 2)).join(GUARD)
             assert loop.run_until_complete(asyncio.wait_for(second, 5.0)) == 2
+    finally:
+        loop.close()
+
+
+def test_a_batch_interrupted_after_its_drain_still_wakes_for_a_racing_post(
+    loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post that races the batch's closing drain may see its wake consumed by it; the batch
+    then wakes the loop again. A signal handler's exception striking right after that drain must
+    not skip the wake, or the job waits until someone else happens to post."""
+    loop = loop_factory()
+    try:
+        with aiowake.Dispatcher(loop) as d:
+            racing = loop.create_future()
+            real_drain = _waker.Waker.drain
+
+            def drain_raced_then_interrupted(waker: aiowake.Waker) -> bool:
+                d.call_soon_threadsafe(racing.set_result, 1)  # finds the wake still pending
+                real_drain(waker)  # and the drain consumes it
+                raise KeyboardInterrupt  # a handler's, at the bytecode after the drain
+
+            monkeypatch.setattr(_waker.Waker, "drain", drain_raced_then_interrupted)
+            d.call_soon_threadsafe(int)
+            with pytest.raises(KeyboardInterrupt):
+                loop.run_forever()  # until the interrupted batch
+            monkeypatch.undo()
+            assert loop.run_until_complete(asyncio.wait_for(racing, 5.0)) == 1
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("via", ["Dispatcher", "Channel"])
+def test_a_raising_handler_never_leaves_a_post_without_its_wake(
+    loop_factory: LoopFactory, via: str
+) -> None:
+    """A handler's exception strikes a post (a Dispatcher's, or the channel's own, which Events
+    use) at whatever bytecode a timer lands on: before its job is queued (then the post did
+    nothing), or after (then its wake must be pending, or the job sits unseen until someone else
+    posts)."""
+    loop = loop_factory()
+    try:
+        with aiowake.Dispatcher(loop) as d:
+            channel = d._channel
+            waker, queue = channel._waker, channel._queue
+            post: Callable[[], object]
+            module: types.ModuleType
+            if via == "Dispatcher":
+                post, module = functools.partial(d.call_soon_threadsafe, int), _dispatcher
+            else:
+                job = DispatcherHandle(int, (), None)
+                post, module = functools.partial(channel.post, job), _channel
+            with strike_storm(module, _waker) as storm:
+                for _ in range(200_000):
+                    storm.arm()
+                    try:
+                        post()
+                    except Strike:
+                        if queue:
+                            assert readable(waker), "a job is queued and nothing will run it"
+                    storm.disarm()
+                    waker.drain()  # back to idle, as if the loop had run the job
+                    queue.clear()
+                    if storm.struck >= 300:
+                        break
+            assert storm.struck > 0, "the timer never struck inside a post"
     finally:
         loop.close()
 
