@@ -49,9 +49,9 @@ class Event:
         # Write the flag, then read the waiters; wait() does the mirror image (register, then read
         # the flag). With the GIL making these steps sequentially consistent, at least one side
         # sees the other: a set() never misses a waiter that wait() then leaves blocked.
-        self._value = True
         waiters: tuple[_Waiter, ...] | None = None
         try:
+            self._value = True  # in the try: once the flag is set, the waiters must be woken
             # The waiters of *this* set: those registered by now. A task that starts waiting after
             # a later clear() must not be woken by this set when the loop gets to it. tuple() of a
             # deque is one C call, atomic against the loop thread and against signal handlers.
@@ -61,11 +61,13 @@ class Event:
             # A signal handler's exception (KeyboardInterrupt) can strike at any bytecode in
             # there, maybe before the wakeup was posted; with the flag set, no later set() would
             # post it, and the waiters would sleep on. So wake them once more: a waiter already
-            # woken is done, and is skipped.
-            try:
-                self._wake_waiters(tuple(self._waiters) if waiters is None else waiters)
-            except BaseException:
-                pass  # the first exception is the one to report
+            # woken is done, and is skipped. Struck before the flag was set, nothing happened,
+            # and nobody is woken: wait() returns True only once the flag has been set.
+            if self._value:
+                try:
+                    self._wake_waiters(tuple(self._waiters) if waiters is None else waiters)
+                except BaseException:
+                    pass  # the first exception is the one to report
             raise
 
     def _wake_waiters(self, waiters: tuple[_Waiter, ...]) -> None:

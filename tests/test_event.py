@@ -13,7 +13,7 @@ import pytest
 import aiowake
 from aiowake import _channel, _event, _waker
 
-from .conftest import ExceptionHandlerGuard, open_fds, start_thread
+from .conftest import ExceptionHandlerGuard, call_struck_at, open_fds, start_thread
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
@@ -405,3 +405,30 @@ async def test_a_set_interrupted_before_its_post_still_wakes_the_waiter(
     assert len(raised) == 1, "set() let the exception out"
     assert await asyncio.wait_for(waiter, 5.0) is True
     assert len(posts) == 2
+
+
+async def test_a_set_struck_at_any_line_still_wakes_its_waiter() -> None:
+    """A signal handler's exception strikes set() (in another thread) before each of its lines
+    in turn, one run per line: once it has set the flag, the waiter must wake without another
+    set() (none would post anything); before that, nothing happened, and a set() wakes it. Only
+    the Event's own code is struck: the channel's and waker's `with` blocks are left to the
+    storm tests (see call_struck_at)."""
+    struck_in: set[str] = set()
+    n = 0
+    while True:
+        ev = aiowake.Event()
+        waiter = asyncio.ensure_future(ev.wait())
+        assert await blocked(waiter)
+        where = await asyncio.to_thread(call_struck_at, n, ev.set, _event)
+        if not ev.is_set():
+            assert where is not None
+            ev.set()
+        done, _ = await asyncio.wait({waiter}, timeout=5.0)
+        assert done, f"struck at {where} in set(), its waiter was never woken"
+        assert waiter.result() is True
+        if where is None:
+            break
+        struck_in.add(where.partition(":")[0])
+        n += 1
+    # Proof that the strikes reached the whole path, not just its start:
+    assert struck_in == {"set", "_wake_waiters"}, struck_in
