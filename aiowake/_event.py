@@ -61,9 +61,10 @@ class Event:
             # A signal handler's exception (KeyboardInterrupt) can strike at any bytecode in
             # there, maybe before the wakeup was posted; with the flag set, no later set() would
             # post it, and the waiters would sleep on. So wake them once more: a waiter already
-            # woken is done, and is skipped. Struck before the flag was set, nothing happened,
-            # and nobody is woken: wait() returns True only once the flag has been set.
-            if self._value:
+            # woken is done, and is skipped. Once the waiters are taken the flag was set, even
+            # if another thread has cleared it since; before that, the flag tells. Struck before
+            # the flag was set, nothing happened, and nobody is woken.
+            if waiters is not None or self._value:
                 try:
                     self._wake_waiters(tuple(self._waiters) if waiters is None else waiters)
                 except BaseException:

@@ -374,12 +374,14 @@ async def test_the_batch_never_steps_a_task_inside_another() -> None:
     assert await asyncio.wait_for(waiter, GUARD) is True
 
 
+@pytest.mark.parametrize("cleared", [False, True], ids=["", "cleared-meanwhile"])
 async def test_a_set_interrupted_before_its_post_still_wakes_the_waiter(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cleared: bool
 ) -> None:
     """A signal handler's exception can strike set() after the flag is set and before the
     waiters' wakeup is posted. No later set() would post it (the flag is set), so set() must post
-    it again before letting the exception out."""
+    it again before letting the exception out; also if another thread has cleared the flag
+    meanwhile: the waiters of a set() are woken, whatever comes after it (as asyncio.Event's)."""
     ev = aiowake.Event()
     waiter = asyncio.ensure_future(ev.wait())
     assert await blocked(waiter)
@@ -389,6 +391,8 @@ async def test_a_set_interrupted_before_its_post_still_wakes_the_waiter(
     def interrupted_once(self: _channel.Channel, job: Any) -> None:
         posts.append(job)
         if len(posts) == 1:
+            if cleared:
+                ev.clear()  # as another thread could, between the set and the post
             raise KeyboardInterrupt  # as a handler would, just before the post took effect
         real_post(self, job)
 
