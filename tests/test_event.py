@@ -415,8 +415,8 @@ async def test_a_set_struck_at_any_line_still_wakes_its_waiter() -> None:
     """A signal handler's exception strikes set() (in another thread) before each of its lines
     in turn, one run per line: once it has set the flag, the waiter must wake without another
     set() (none would post anything); before that, nothing happened, and a set() wakes it. Only
-    the Event's own code is struck: the channel's and waker's `with` blocks are left to the
-    storm tests (see call_struck_at)."""
+    the Event's own code is struck: the post it makes goes into the waker's `with` blocks, which
+    are left to the storm tests (see call_struck_at)."""
     struck_in: set[str] = set()
     n = 0
     while True:
