@@ -110,6 +110,12 @@ class Channel:
     def _run_batch(self) -> None:
         queue = self._queue
         popleft = queue.popleft
+        # The context for the jobs posted from an empty one (context None). Each must start in
+        # an empty context, and one that a callback left empty is as good as new: nobody else
+        # holds it (copy_context() copies; only a Token of a variable set and since reset
+        # refers to it). So one serves them all until a callback leaves a variable set in it.
+        # A Context less per job: about 20 ns, a sixth of what the batch spends on one.
+        empty = _new_context()
         try:
             # Jobs queued after the count, or beyond BATCH_MAX, wait for the next batch.
             for _ in range(min(len(queue), BATCH_MAX)):
@@ -121,7 +127,9 @@ class Channel:
                 try:
                     context, args = job._context, job._args
                     if context is None:
-                        context = _new_context()  # the copy of an empty context (see the handle)
+                        if empty:  # the last callback left a variable set in it
+                            empty = _new_context()
+                        context = empty
                     # Most posts have no arguments: a plain call then spares building the
                     # argument tuple that f(x, *args) makes.
                     if args:

@@ -113,7 +113,7 @@ class Dispatcher:
             context = _copy_context()
             if not context:
                 # The poster's context is empty (as in any plain thread), and a copy of an empty
-                # context is a new empty one: the batch makes it when it runs the callback. The
+                # context is an empty one: the batch provides it when it runs the callback. The
                 # copy made here then dies at once instead of waiting in the queue, which halves
                 # what a burst leaves for the garbage collector to look at.
                 context = None

@@ -18,7 +18,7 @@ class DispatcherHandle:
     # once, so a cancel racing the run never leaves it with half of a pair. No flag, no lock.
     # Three stores and nothing else: making one is most of what a post costs (which is why
     # Dispatcher.call_soon_threadsafe makes its handles without calling __init__). A None context
-    # is the copy of an empty one: the batch gives the callback a new empty context.
+    # is the copy of an empty one: the batch runs the callback in an empty context.
     __slots__ = ("_args", "_callback", "_context", "_repr")
 
     def __init__(
@@ -42,7 +42,7 @@ class DispatcherHandle:
     def get_context(self) -> contextvars.Context | None:
         """The context the callback runs in: ``context=`` if given, else a copy of the poster's,
         made at the post. None when the poster's context was empty (any plain thread's): the
-        callback then runs in a new empty context of its own, made when it starts."""
+        callback then starts in an empty context, as a copy of an empty one would be."""
         return self._context
 
     def _report(self, loop: asyncio.AbstractEventLoop, callback: Any, exc: BaseException) -> None:

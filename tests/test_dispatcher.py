@@ -320,6 +320,45 @@ async def test_posts_from_an_empty_context_each_get_a_fresh_one() -> None:
 
 
 @pytest.mark.asyncio
+async def test_in_one_batch_no_callback_sees_what_another_left_in_its_context(
+    loop_errors: ExceptionHandlerGuard,
+) -> None:
+    """Posts from an empty context, run in one batch (the loop is busy until all are queued):
+    whatever a callback leaves set, also when it raises after setting, the next does not see;
+    one that sets and resets leaves a context as good as new."""
+    seen: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def look() -> None:
+        seen.append(request_id.get())
+
+    def set_and_raise() -> None:
+        request_id.set("left by a failing callback")
+        raise ValueError("boom")
+
+    def set_and_reset() -> None:
+        token = request_id.set("reset before returning")
+        look()
+        request_id.reset(token)
+
+    with aiowake.Dispatcher() as d:
+
+        def post() -> None:
+            for callback in (look, set_and_reset, look, set_and_raise, look):
+                d.call_soon_threadsafe(callback)
+            d.call_soon_threadsafe(request_id.set, "left by a plain set")
+            d.call_soon_threadsafe(look)
+            d.call_soon_threadsafe(done.set_result, None)
+
+        contextvars.Context().run(post)  # on the loop's thread: all queued before the batch
+        await asyncio.wait_for(done, GUARD)
+    assert seen == ["unset", "reset before returning", "unset", "unset", "unset"]
+    [error] = loop_errors.take()
+    assert isinstance(error["exception"], ValueError)
+    assert request_id.get() == "unset", "the loop's own context is untouched"
+
+
+@pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
 async def test_post_after_close_raises() -> None:
     d = aiowake.Dispatcher()
