@@ -1,9 +1,11 @@
 """One wakeup channel per event loop, shared by all of that loop's Events and Dispatchers.
 
-A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs (``DispatcherHandle``
-objects). Any thread or signal handler posts a job: append, then wake. The loop runs them in
-batches in ``_run_batch``: count the queue, run that many jobs (at most ``BATCH_MAX``); then, if
-jobs are left, leave the wake pending; if none, drain, and wake itself again if a job came by then.
+A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs: ``DispatcherHandle``
+objects, or bare callbacks from ``Dispatcher.post``, one entry per job either way (so that one
+``popleft`` takes a whole job: a signal handler's exception never leaves half of one queued). Any
+thread or signal handler posts a job: append, then wake. The loop runs them in batches in
+``_run_batch``: count the queue, run that many jobs (at most ``BATCH_MAX``); then, if jobs are
+left, leave the wake pending; if none, drain, and wake itself again if a job came by then.
 
 Why nothing is lost: every job is appended *before* its wake. A job is either counted by this
 batch, or appended after the count. If the batch then finds jobs left, it reads nothing: the byte
@@ -43,7 +45,7 @@ from collections.abc import Callable
 from contextvars import Context as _new_context
 from typing import final
 
-from ._handle import DispatcherHandle
+from ._handle import DispatcherHandle, Job, report_exception
 from ._waker import Waker
 
 __all__ = ["Channel", "acquire_channel", "on_loop_thread", "refuse_loop_without_readers"]
@@ -80,7 +82,7 @@ class Channel:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._queue: collections.deque[DispatcherHandle] = collections.deque()
+        self._queue: collections.deque[Job] = collections.deque()
         self._users = 0  # guarded by _registry_lock
         self.closed = False
         self._waker = Waker()
@@ -121,11 +123,14 @@ class Channel:
             for _ in range(min(len(queue), BATCH_MAX)):
                 # Inlined DispatcherHandle run: this loop is the burst hot path.
                 job = popleft()
-                callback = job._callback  # read once: a racing cancel() sets it to None
-                if callback is None:
-                    continue
-                try:
+                if type(job) is DispatcherHandle:  # type(), which no callable can pretend
+                    callback = job._callback  # read once: a racing cancel() sets it to None
+                    if callback is None:
+                        continue
                     context, args = job._context, job._args
+                else:  # from Dispatcher.post(): a callback alone, no arguments, context empty
+                    callback, args, context = job, (), None
+                try:
                     if context is None:
                         if empty:  # the last callback left a variable set in it
                             empty = _new_context()
@@ -139,7 +144,7 @@ class Channel:
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:  # as asyncio's Handle reports a failing callback
-                    job._report(self._loop, callback, exc)
+                    report_exception(self._loop, job, callback, exc)
         finally:
             # Also after a job let KeyboardInterrupt or SystemExit out: the rest still run.
             if not queue:

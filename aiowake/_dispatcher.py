@@ -9,10 +9,10 @@ import warnings
 from collections.abc import Callable
 from contextvars import copy_context as _copy_context
 from types import TracebackType
-from typing import Self, TypeVarTuple, Unpack, final
+from typing import NoReturn, Self, TypeVarTuple, Unpack, final
 
 from ._channel import Channel, acquire_channel
-from ._handle import DispatcherHandle
+from ._handle import DispatcherHandle, Job
 
 __all__ = ["Dispatcher"]
 
@@ -99,28 +99,22 @@ class Dispatcher:
 
         Posts from one thread run in the order made. Any number of posts before the loop next
         runs its batch cost one wakeup in all. Raises RuntimeError after ``close()`` or once the
-        loop is closed, as ``loop.call_soon_threadsafe`` does.
+        loop is closed, as ``loop.call_soon_threadsafe`` does. Without a need to cancel,
+        ``post()`` is the faster way.
         """
-        if self._closed or self._loop_is_closed():
-            raise RuntimeError(f"{self!r} is closed" if self._closed else "Event loop is closed")
-        if not callable(callback):
-            raise TypeError(f"a callable object was expected, got {callback!r}")
+        if self._closed or self._loop_is_closed() or not callable(callback):
+            self._refuse(callback)
         # DispatcherHandle(callback, args, context), without the __init__ call: a fifth of a post.
         handle = _new_handle(DispatcherHandle)
         handle._callback = callback
         handle._args = args
-        if context is None:
-            context = _copy_context()
-            if not context:
-                # The poster's context is empty (as in any plain thread), and a copy of an empty
-                # context is an empty one: the batch provides it when it runs the callback. The
-                # copy made here then dies at once instead of waiting in the queue, which halves
-                # what a burst leaves for the garbage collector to look at.
-                context = None
-        handle._context = context
+        # A copy of an empty context (any plain thread's) is an empty one, which the batch
+        # provides: None here, so that the copy dies at once instead of waiting in the queue.
+        handle._context = (_copy_context() or None) if context is None else context
         # First the job, then the wake, as Waker.wake() does it: the order the channel's
         # no-lost-wakeup rests on. The job is inside the try too: a signal handler's exception
         # striking right after the append must still leave the wake pending (the rescue).
+        # (post() below has the same lines: a shared helper would be a call more per post.)
         try:
             self._append(handle)
             if self._take_token() is not None:
@@ -129,6 +123,47 @@ class Dispatcher:
             self._channel._waker._rescue()  # see there
             raise
         return handle
+
+    def post(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        """Any thread: run ``callback(*args)`` on the loop soon, as ``call_soon_threadsafe()``
+        does (same order, same context, same errors), but return nothing: it cannot be cancelled.
+
+        In exchange a post without arguments from an empty context (any plain thread's) queues
+        the callback itself, and nothing else: no object per post for the garbage collector to
+        track while it waits, which is most of what a burst of posts costs beyond the calls.
+        """
+        if self._closed or self._loop_is_closed() or not callable(callback):
+            self._refuse(callback)
+        if context is None:
+            context = _copy_context() or None  # as in call_soon_threadsafe()
+        job: Job
+        if args or context is not None:
+            job = _new_handle(DispatcherHandle)
+            job._callback = callback
+            job._args = args
+            job._context = context
+        else:
+            job = callback
+        try:  # as in call_soon_threadsafe()
+            self._append(job)
+            if self._take_token() is not None:
+                self._write_token()
+        except BaseException:
+            self._channel._waker._rescue()
+            raise
+
+    def _refuse(self, callback: object) -> NoReturn:
+        """Raise why a post was refused. Closed stays closed, so what failed there fails here."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        if self._loop_is_closed():
+            raise RuntimeError("Event loop is closed")
+        raise TypeError(f"a callable object was expected, got {callback!r}")
 
     def close(self) -> None:
         """Refuse posts from now on; those made before still run. Idempotent; any thread."""

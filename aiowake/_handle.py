@@ -1,12 +1,14 @@
-"""The one kind of job a loop's channel runs: a callback, its arguments and its context."""
+"""The jobs a loop's channel runs: a handle (a callback, its arguments and its context), or from
+``Dispatcher.post`` a bare callback."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable
 from typing import Any, final
 
-__all__ = ["DispatcherHandle"]
+__all__ = ["DispatcherHandle", "Job", "report_exception"]
 
 
 @final
@@ -45,17 +47,6 @@ class DispatcherHandle:
         callback then starts in an empty context, as a copy of an empty one would be."""
         return self._context
 
-    def _report(self, loop: asyncio.AbstractEventLoop, callback: Any, exc: BaseException) -> None:
-        """Loop thread: hand *callback*'s exception to the loop, as asyncio reports a Handle's.
-        *callback* is passed in, not re-read: a cancel() racing the run may have cleared it."""
-        loop.call_exception_handler(
-            {
-                "message": f"Exception in callback {_format_callback(callback, self._args)}",
-                "exception": exc,
-                "handle": self,
-            }
-        )
-
     def __repr__(self) -> str:
         if self._callback is None:
             return f"<aiowake.DispatcherHandle {self._repr} cancelled>"
@@ -65,3 +56,23 @@ class DispatcherHandle:
 def _format_callback(callback: object, args: tuple[Any, ...]) -> str:
     name = getattr(callback, "__qualname__", None) or repr(callback)
     return f"{name}({', '.join(repr(a) for a in args)})"
+
+
+#: What a channel queues: a handle, or (from ``Dispatcher.post``) a callback that takes no
+#: arguments and runs in an empty context.
+Job = DispatcherHandle | Callable[[], object]
+
+
+def report_exception(
+    loop: asyncio.AbstractEventLoop, job: Job, callback: Any, exc: BaseException
+) -> None:
+    """Loop thread: hand *callback*'s exception to the loop, as asyncio reports a Handle's.
+    *callback* is passed in, not re-read: a cancel() racing the run may have cleared it."""
+    handle = job if isinstance(job, DispatcherHandle) else DispatcherHandle(job, (), None)
+    loop.call_exception_handler(
+        {
+            "message": f"Exception in callback {_format_callback(callback, handle._args)}",
+            "exception": exc,
+            "handle": handle,
+        }
+    )

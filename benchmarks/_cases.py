@@ -14,6 +14,7 @@ from ._mechanisms import (
     LOOPS,
     CallSoonThreadsafe,
     DispatcherOnLoop,
+    DispatcherPostOnLoop,
     EventOnLoop,
     Mechanism,
     Probe,
@@ -102,6 +103,12 @@ def all_cases() -> list[Case]:
             p(DispatcherOnLoop, loop_kind=loop),
             main | {BURST},
             "aiowake.Dispatcher(loop).call_soon_threadsafe",
+        )
+        add(
+            f"{loop}/Dispatcher.post",
+            p(DispatcherPostOnLoop, loop_kind=loop),
+            {BURST},
+            "aiowake.Dispatcher(loop).post: no handle to cancel",
         )
     if sys.platform == "linux":
         add(

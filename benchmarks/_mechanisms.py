@@ -242,6 +242,17 @@ class DispatcherOnLoop(_OnLoop):
         return self.dispatcher.call_soon_threadsafe
 
 
+class DispatcherPostOnLoop(DispatcherOnLoop):
+    """``aiowake.Dispatcher(loop).post``: no handle; a callback without arguments posted from a
+    plain thread is queued alone."""
+
+    def wake_fn(self) -> Wake:
+        return functools.partial(self.dispatcher.post, self.on_wake)
+
+    def post_fn(self) -> Callable[[Callback], object]:
+        return self.dispatcher.post
+
+
 class WakerOnSelectors(Mechanism):
     """A hand-written ``selectors`` loop watching a Waker (kafka-python's poll loop, in short), or a
     bare eventfd."""

@@ -1,10 +1,11 @@
 """Soak: minutes of mixed load, then the invariants. ``make soak`` (not part of ``make test``).
 
 Epochs of about two seconds alternate between stock asyncio and uvloop. In each, 8 producer
-threads post numbered callbacks through a Dispatcher and set an Event, a thread signals the
-process (the handler sets another Event and wakes a Waker), a thread creates, wakes, drains and
-closes Wakers of every backend while others wake them, and a thread forks children that check
-that their copy of a Waker is theirs alone. At the end of each epoch and of the run:
+threads post numbered callbacks through a Dispatcher (``call_soon_threadsafe`` and ``post`` in
+turn) and set an Event, a thread signals the process (the handler sets another Event and wakes a
+Waker), a thread creates, wakes, drains and closes Wakers of every backend while others wake
+them, and a thread forks children that check that their copy of a Waker is theirs alone. At the
+end of each epoch and of the run:
 
 - every posted callback ran exactly once, in its producer's order;
 - no child failed, no Waker lost a wake;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import selectors
@@ -168,9 +170,10 @@ class Soak:
             def produce(producer: int) -> None:
                 seq = 0
                 while not stop.is_set():
-                    for _ in range(500):
+                    for _ in range(250):  # the two ways to post, in one order
                         d.call_soon_threadsafe(seen, producer, seq)
-                        seq += 1
+                        d.post(functools.partial(seen, producer, seq + 1))  # queued alone
+                        seq += 2
                     ev.set()
                     while seq - next_seq[producer] > 5_000 and not stop.is_set():
                         time.sleep(0.001)  # back-pressure: let the loop catch up

@@ -29,6 +29,7 @@ from .conftest import (
 )
 
 GUARD = 30.0
+METHODS = ["call_soon_threadsafe", "post"]
 
 asyncio_tests = [pytest.mark.asyncio, pytest.mark.usefixtures("loop_errors")]
 
@@ -67,13 +68,16 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return log
 
 
+@pytest.mark.parametrize("how", ["call_soon_threadsafe", "mixed"])
 @pytest.mark.parametrize("threads", [1, 8])
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
 async def test_posts_from_many_threads_run_once_in_order(
-    threads: int, monkeypatch: pytest.MonkeyPatch, batches: list[str]
+    threads: int, how: str, monkeypatch: pytest.MonkeyPatch, batches: list[str]
 ) -> None:
-    per_thread = 50_000
+    """ "mixed": each thread posts in turn a bare callback (post() without arguments, from a plain
+    thread's empty context), a post() with arguments and a call_soon_threadsafe()."""
+    per_thread = 48_000
     total = threads * per_thread
     writes = SysCalls("_write")
     writes.install(monkeypatch)
@@ -94,10 +98,19 @@ async def test_posts_from_many_threads_run_once_in_order(
         start = threading.Barrier(threads)
 
         def produce(ident: int) -> None:
+            if how == "call_soon_threadsafe":
+                start.wait()
+                post = d.call_soon_threadsafe
+                for i in range(per_thread):
+                    post(callback, ident, i)
+                return
+            bare = [functools.partial(callback, ident, i) for i in range(0, per_thread, 3)]
+            assert not contextvars.copy_context(), "a plain thread's context is empty"
             start.wait()
-            post = d.call_soon_threadsafe
-            for i in range(per_thread):
-                post(callback, ident, i)
+            for i in range(0, per_thread, 3):
+                d.post(bare[i // 3])
+                d.post(callback, ident, i + 1)
+                d.call_soon_threadsafe(callback, ident, i + 2)
 
         workers = [start_thread(lambda i=i: produce(i)) for i in range(threads)]  # type: ignore[misc]
         await asyncio.wait_for(done, GUARD)
@@ -108,6 +121,84 @@ async def test_posts_from_many_threads_run_once_in_order(
     # One byte in flight at most: every write but the last was consumed by a batch's drain.
     assert writes.count <= len(batches) + 1
     assert writes.count * 10 < total, f"{writes.count} wakeups for {total} posts"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_a_post_queues_the_callback_alone_only_when_nothing_else_is_needed() -> None:
+    """No arguments and an empty context: the callback itself is the job (nothing for the
+    collector to track). Anything more (arguments, the poster's context, an explicit context
+    even if empty) travels in a handle, as with call_soon_threadsafe."""
+    explicit = contextvars.Context()
+    with aiowake.Dispatcher() as d:
+        queue = d._channel._queue
+
+        def post_all() -> None:
+            d.post(print)
+            d.post(print, "x")
+            d.post(print, context=explicit)
+            request_id.set("set in the poster")
+            d.post(print)
+
+        contextvars.Context().run(post_all)  # on the loop's thread: nothing runs meanwhile
+        bare, with_args, in_explicit, in_posters = list(queue)
+        assert bare is print
+        assert isinstance(with_args, DispatcherHandle)
+        assert with_args._args == ("x",)
+        assert isinstance(in_explicit, DispatcherHandle)
+        assert in_explicit._context is explicit
+        assert isinstance(in_posters, DispatcherHandle)
+        assert in_posters._context is not None
+        assert in_posters._context[request_id] == "set in the poster"
+        queue.clear()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("loop_errors")
+async def test_a_post_into_an_explicit_empty_context_runs_there() -> None:
+    """An explicit context is the caller's to look at afterwards, even an empty one: what the
+    callback sets lands there, not in a context of the batch's."""
+    explicit = contextvars.Context()
+    done = asyncio.get_running_loop().create_future()
+
+    def set_it() -> None:
+        request_id.set("in the explicit context")
+
+    with aiowake.Dispatcher() as d:
+        contextvars.Context().run(lambda: d.post(set_it, context=explicit))
+        d.post(done.set_result, None)
+        await asyncio.wait_for(done, GUARD)
+    assert explicit[request_id] == "in the explicit context"
+    assert request_id.get() == "unset"
+
+
+@pytest.mark.asyncio
+async def test_an_exception_from_a_bare_post_goes_to_the_handler_and_the_rest_run(
+    loop_errors: ExceptionHandlerGuard,
+) -> None:
+    ran: list[str] = []
+    done = asyncio.get_running_loop().create_future()
+
+    def boom() -> None:
+        raise ZeroDivisionError("bare")
+
+    with aiowake.Dispatcher() as d:
+
+        def post_all() -> None:
+            d.post(functools.partial(ran.append, "before"))
+            d.post(boom)
+            d.post(functools.partial(ran.append, "after"))
+            d.post(functools.partial(done.set_result, None))
+
+        contextvars.Context().run(post_all)
+        assert all(not isinstance(job, DispatcherHandle) for job in d._channel._queue)
+        await asyncio.wait_for(done, GUARD)
+    assert ran == ["before", "after"]
+    [ctx] = loop_errors.take()
+    assert isinstance(ctx["exception"], ZeroDivisionError)
+    assert isinstance(ctx["handle"], DispatcherHandle)
+    assert "boom()" in ctx["message"]
+    assert "boom()" in repr(ctx["handle"])
 
 
 @pytest.mark.asyncio
@@ -319,9 +410,10 @@ async def test_posts_from_an_empty_context_each_get_a_fresh_one() -> None:
     assert request_id.get() == "unset", "the loop's own context is untouched"
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.asyncio
 async def test_in_one_batch_no_callback_sees_what_another_left_in_its_context(
-    loop_errors: ExceptionHandlerGuard,
+    loop_errors: ExceptionHandlerGuard, method: str
 ) -> None:
     """Posts from an empty context, run in one batch (the loop is busy until all are queued):
     whatever a callback leaves set, also when it raises after setting, the next does not see;
@@ -345,9 +437,9 @@ async def test_in_one_batch_no_callback_sees_what_another_left_in_its_context(
 
         def post() -> None:
             for callback in (look, set_and_reset, look, set_and_raise, look):
-                d.call_soon_threadsafe(callback)
-            d.call_soon_threadsafe(request_id.set, "left by a plain set")
-            d.call_soon_threadsafe(look)
+                getattr(d, method)(callback)
+            getattr(d, method)(request_id.set, "left by a plain set")
+            getattr(d, method)(look)
             d.call_soon_threadsafe(done.set_result, None)
 
         contextvars.Context().run(post)  # on the loop's thread: all queued before the batch
@@ -358,15 +450,18 @@ async def test_in_one_batch_no_callback_sees_what_another_left_in_its_context(
     assert request_id.get() == "unset", "the loop's own context is untouched"
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_post_after_close_raises() -> None:
+async def test_post_after_close_raises(method: str) -> None:
     d = aiowake.Dispatcher()
     d.close()
     d.close()  # idempotent
     assert d.closed
     with pytest.raises(RuntimeError, match="closed"):
-        d.call_soon_threadsafe(print)
+        getattr(d, method)(print)
+    with pytest.raises(RuntimeError, match="closed"):
+        getattr(d, method)(42)  # closed comes first, as in asyncio
 
 
 @pytest.mark.asyncio
@@ -389,11 +484,12 @@ async def test_callbacks_posted_before_close_still_run() -> None:
     assert _channel._registry.get(loop) is None
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("loop_errors")
-async def test_not_callable_is_a_type_error() -> None:
+async def test_not_callable_is_a_type_error(method: str) -> None:
     with aiowake.Dispatcher() as d, pytest.raises(TypeError, match="callable"):
-        d.call_soon_threadsafe(42)  # type: ignore[arg-type]
+        getattr(d, method)(42)
 
 
 @pytest.mark.asyncio
@@ -472,16 +568,19 @@ def test_closed_loop_is_refused(loop_factory: LoopFactory) -> None:
         aiowake.Dispatcher(loop)
 
 
-def test_post_after_loop_close_raises_and_nothing_leaks(loop_factory: LoopFactory) -> None:
+@pytest.mark.parametrize("method", METHODS)
+def test_post_after_loop_close_raises_and_nothing_leaks(
+    loop_factory: LoopFactory, method: str
+) -> None:
     before = open_fds()
     loop = loop_factory()
     d = aiowake.Dispatcher(loop)
     ran: list[int] = []
-    d.call_soon_threadsafe(ran.append, 1)
+    getattr(d, method)(ran.append, 1)
     loop.run_until_complete(asyncio.sleep(0.01))
     loop.close()
     with pytest.raises(RuntimeError, match="Event loop is closed"):
-        d.call_soon_threadsafe(ran.append, 2)
+        getattr(d, method)(ran.append, 2)
     d.close()
     assert ran == [1]
     assert open_fds() == before
@@ -595,7 +694,7 @@ def test_a_batch_interrupted_after_its_drain_still_wakes_for_a_racing_post(
         loop.close()
 
 
-@pytest.mark.parametrize("via", ["Dispatcher", "Channel"])
+@pytest.mark.parametrize("via", ["Dispatcher", "Dispatcher.post", "Channel"])
 def test_a_raising_handler_never_leaves_a_post_without_its_wake(
     loop_factory: LoopFactory, via: str
 ) -> None:
@@ -612,6 +711,8 @@ def test_a_raising_handler_never_leaves_a_post_without_its_wake(
             module: types.ModuleType
             if via == "Dispatcher":
                 post, module = functools.partial(d.call_soon_threadsafe, int), _dispatcher
+            elif via == "Dispatcher.post":
+                post, module = functools.partial(d.post, int), _dispatcher
             else:
                 job = DispatcherHandle(int, (), None)
                 post, module = functools.partial(channel.post, job), _channel

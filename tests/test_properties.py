@@ -8,6 +8,8 @@ hand-written test would not think of, for ``Waker`` (every backend), ``Dispatche
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -147,6 +149,20 @@ def loop_machine(factory: LoopFactory) -> type[RuleBasedStateMachine]:
             in_thread(go) if from_thread else go()
             self.expected.append(n)
             return n, got[0]
+
+        @rule(from_thread=st.booleans())
+        def post_bare(self, from_thread: bool) -> None:
+            """post() without arguments, from an empty context: the callback alone is queued."""
+            n = self.next_id
+            self.next_id += 1
+            bare = functools.partial(self.ran.append, n)
+            dispatcher = self.dispatcher
+
+            def post() -> None:
+                contextvars.Context().run(lambda: dispatcher.post(bare))
+
+            in_thread(post) if from_thread else post()
+            self.expected.append(n)
 
         @rule(handle=consumes(handles))
         def cancel(self, handle: tuple[int, aiowake.DispatcherHandle]) -> None:
