@@ -128,10 +128,11 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         "share of wakes whose loop callback started before the producer's wake call returned (the "
         "loop preempted the producer at its write: the fast mode on one CPU, which the kernel "
         "mostly picks when the producer was working and seldom when it had just woken up). "
-        "Bursts: in GC: share of the burst spent in garbage collections (each post makes a new "
-        "handle, and a long burst keeps many queued, so collections grow with the burst and weigh "
-        "on mechanisms by the objects they allocate); GC off: the same burst with the collector "
-        "off, the mechanisms' own cost."
+        "Bursts: in GC: share of the burst spent in garbage collections (a post that queues a new "
+        "handle keeps it tracked until it runs, and a long burst keeps many queued, so collections "
+        "grow with the burst and weigh on mechanisms by the objects they queue; Dispatcher.post "
+        "queues a bare callback); GC off: the same burst with the collector off, the mechanisms' "
+        "own cost."
     )
     for pin, scenarios in doc["results"].items():
         where = PIN_TITLES[pin]
