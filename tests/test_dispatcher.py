@@ -75,7 +75,7 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 async def test_posts_from_many_threads_run_once_in_order(
     threads: int, how: str, monkeypatch: pytest.MonkeyPatch, batches: list[str]
 ) -> None:
-    """ "mixed": each thread posts in turn a bare callback (post() without arguments, from a plain
+    """Mixed, each thread posts in turn a bare callback (post() without arguments, from a plain
     thread's empty context), a post() with arguments and a call_soon_threadsafe()."""
     per_thread = 48_000
     total = threads * per_thread
