@@ -121,7 +121,7 @@ class Channel:
         try:
             # Jobs queued after the count, or beyond BATCH_MAX, wait for the next batch.
             for _ in range(min(len(queue), BATCH_MAX)):
-                # Inlined DispatcherHandle run: this loop is the burst hot path.
+                # A job's run, inlined (handle or bare callback): this loop is the burst hot path.
                 job = popleft()
                 if type(job) is DispatcherHandle:  # type(), which no callable can pretend
                     callback = job._callback  # read once: a racing cancel() sets it to None
