@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 import aiowake
 from benchmarks import _harness
@@ -21,7 +23,7 @@ from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
 from benchmarks._mechanisms import Wake, WakerOnSelectors
 from benchmarks._stats import percentile, summarize_latency
-from benchmarks._targets import TARGETS, check, host_spread
+from benchmarks._targets import TARGETS, check, host_spread, targets_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -315,6 +317,51 @@ def test_targets_are_ratios_of_one_run_checked_each_way() -> None:
     assert got[("burst", "asyncio/Dispatcher", stock)] == (3.4, True)
     assert got[("burst", "asyncio/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.85, True)
     assert got[("burst", "uvloop/Dispatcher", "uvloop/call_soon_threadsafe")] == (0.975, False)
+
+
+def test_a_check_is_out_of_reach_where_even_the_bare_eventfd_misses_its_limit() -> None:
+    working = {
+        "floor/eventfd": {"p50": 4.0},
+        "uvloop/bare:eventfd": {"p50": 5.0},  # 1.25x the floor, past the limit of 1.15x
+        "uvloop/waker:eventfd": {"p50": 5.4},  # 1.35x: missed, and out of reach
+        "selectors/bare:eventfd": {"p50": 4.8},  # 1.2x, within the limit of 1.5x
+        "selectors/waker:eventfd": {"p50": 6.4},  # 1.6x: missed, though within reach
+        "asyncio/call_soon_threadsafe": {"p50": 10.0},
+        "asyncio/waker:eventfd": {"p50": 7.0},  # 0.7x: met; its bare case is not in the run
+    }
+    burst = {
+        "asyncio/call_soon_threadsafe": {"callbacks_per_s": 1e5},
+        "asyncio/Dispatcher": {"callbacks_per_s": 2e5},  # 2x: missed; a burst has no bound
+    }
+    doc = {
+        "machine": {"auto_backend": "eventfd"},
+        "results": {"same": {"working": working, "burst": burst}},
+    }
+    checks = [c for c in check(doc) if c.ratio is not None]
+    by = {(c.target.case.split("/")[0], c.target.scenario): c for c in checks}
+    uv, sel = by["uvloop", "working"], by["selectors", "working"]
+    aio, burst_check = by["asyncio", "working"], by["asyncio", "burst"]
+    assert (uv.met, uv.bare, uv.out_of_reach) == (False, 1.25, True)
+    assert (sel.met, sel.bare, sel.out_of_reach) == (False, 1.2, False)
+    assert (aio.met, aio.bare, aio.out_of_reach) == (True, None, False)
+    assert (burst_check.met, burst_check.bare, burst_check.out_of_reach) == (False, None, False)
+
+    console = Console(record=True, width=300, file=io.StringIO())
+    console.print(targets_table(checks, "eventfd"))
+    cells = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in console.export_text().splitlines()
+        if line.startswith("│")
+    ]
+    bare_and_met = {(row[0], row[1]): (row[-2], row[-1]) for row in cells}
+    times = "\N{MULTIPLICATION SIGN}"
+    assert bare_and_met["Waker via add_reader, uvloop", "working"] == (
+        f"1.25{times}",
+        "no (out of reach)",
+    )
+    assert bare_and_met["Waker in a selectors loop", "working"] == (f"1.20{times}", "no")
+    assert bare_and_met["Waker via add_reader, asyncio", "working"] == ("—", "yes")
+    assert bare_and_met["Dispatcher burst, asyncio", "burst"] == ("—", "no")
 
 
 def test_host_spread_tells_a_steady_run_from_a_noisy_one() -> None:
