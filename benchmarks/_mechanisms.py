@@ -217,9 +217,12 @@ class StockEventOnLoop(_TaskOnLoop):
     """The stock way to do what EventOnLoop does: a task awaiting ``asyncio.Event``, set through
     ``loop.call_soon_threadsafe(event.set)``."""
 
-    def setup(self) -> None:
-        self.event = self.stock_event = asyncio.Event()  # made on the loop's thread
-        super().setup()
+    def __init__(self, probe: Probe, loop_kind: str) -> None:
+        super().__init__(probe, loop_kind)
+        # Made here, not in setup() on the loop's thread: the producer asks for wake_fn() as soon
+        # as both threads start, maybe before the loop thread gets to setup(). (Since Python
+        # 3.10 an asyncio.Event binds to a loop at its first wait, not when made.)
+        self.event = self.stock_event = asyncio.Event()
 
     def wake_fn(self) -> Wake:
         return functools.partial(self.loop.call_soon_threadsafe, self.stock_event.set)

@@ -21,7 +21,7 @@ from benchmarks import _harness
 from benchmarks._cases import all_cases
 from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
-from benchmarks._mechanisms import Wake, WakerOnSelectors
+from benchmarks._mechanisms import Probe, Wake, WakerOnSelectors
 from benchmarks._stats import percentile, summarize_latency
 from benchmarks._targets import TARGETS, check, host_spread, targets_table
 
@@ -209,6 +209,16 @@ def test_a_stuck_case_is_reported_not_hung() -> None:
     run = run_latency(deaf, samples=3, warmup=0, pin=plan, timeout=0.5)
     assert run.error is not None
     assert "no wakeup within" in run.error
+
+
+def test_every_case_can_be_woken_before_its_loop_thread_starts() -> None:
+    """The producer asks for wake_fn() and wakes as soon as both threads start, which may be
+    before the loop thread has set anything up."""
+    for case in all_cases():
+        mech = case.make(Probe.of(lambda: None))
+        mech.wake_fn()()
+        mech.stop()
+        mech.serve()  # sets up, handles the wake and the stop, tears down, closes
 
 
 def test_percentiles() -> None:
