@@ -139,15 +139,38 @@ def _start(target: Callable[[], None], name: str) -> threading.Thread:
     return t
 
 
-def _serve(mech: Mechanism, cpus: frozenset[int] | None, errors: list[str]) -> Callable[[], None]:
+def _reporting(
+    body: Callable[[], None],
+    errors: list[str],
+    who: str,
+    on_error: Callable[[], None] | None = None,
+) -> Callable[[], None]:
+    """*body* for a thread of a run: whatever it raises becomes the case's failure, and
+    *on_error* then frees whoever waits for the thread (a thread that dies silently would leave
+    the run waiting for it until its timeout, or for good, then report the wrong cause)."""
+
     def run() -> None:
-        _pin_this_thread(cpus)
         try:
-            mech.serve()
-        except BaseException as e:  # reported as the case's failure
-            errors.append(f"loop thread: {e!r}")
+            body()
+        except BaseException as e:
+            errors.append(f"{who}: {e!r}")
+            if on_error is not None:
+                on_error()
 
     return run
+
+
+def _serve(
+    mech: Mechanism,
+    cpus: frozenset[int] | None,
+    errors: list[str],
+    on_error: Callable[[], None] | None = None,
+) -> Callable[[], None]:
+    def run() -> None:
+        _pin_this_thread(cpus)
+        mech.serve()
+
+    return _reporting(run, errors, "loop thread", on_error)
 
 
 def run_latency(
@@ -219,7 +242,7 @@ def run_latency(
         if not ack.acquire(timeout=timeout):
             errors.append(f"no wakeup within {timeout} s after {len(out)} samples")
 
-    producer = _start(produce, "bench-producer")
+    producer = _start(_reporting(produce, errors, "producer thread"), "bench-producer")
     producer.join(timeout * (total + 1))
     mech.stop()
     loop_thread.join(timeout)
@@ -304,22 +327,33 @@ def _burst(
     post = mech.post_fn()
     if post is None:
         raise ValueError("not a burst case")
-    loop_thread = _start(_serve(mech, pin[0], errors), "bench-loop")
+    loop_thread = _start(_serve(mech, pin[0], errors, done.set), "bench-loop")
     start = threading.Barrier(producers + 1)
 
     def produce() -> None:
         _pin_this_thread(pin[1])
-        start.wait()
+        start.wait(timeout)
         for _ in range(per_producer):
             post(callback)
 
-    threads = [_start(produce, f"bench-producer-{i}") for i in range(producers)]
+    def failed() -> None:  # a producer raised: nobody waits for it in vain
+        start.abort()
+        done.set()
+
+    threads = [
+        _start(_reporting(produce, errors, f"producer thread {i}", failed), f"bench-producer-{i}")
+        for i in range(producers)
+    ]
     w0 = _write_syscalls()
     t0 = time.perf_counter_ns()
     timer.spent = 0
-    start.wait()
-    if not done.wait(timeout):
-        errors.append(f"only {count} of {total} callbacks ran within {timeout} s")
+    try:
+        start.wait(timeout)
+        if not done.wait(timeout):
+            errors.append(f"only {count} of {total} callbacks ran within {timeout} s")
+    except threading.BrokenBarrierError:
+        if not errors:  # else the producer's error says why
+            errors.append(f"the producer threads did not all start within {timeout} s")
     for t in threads:
         t.join(timeout)
     mech.stop()

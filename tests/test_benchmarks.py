@@ -6,10 +6,13 @@ import functools
 import gc
 import io
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ from benchmarks import _harness
 from benchmarks._cases import all_cases
 from benchmarks._cli import parse_args
 from benchmarks._harness import pin_plan, run_burst, run_latency
-from benchmarks._mechanisms import Probe, Wake, WakerOnSelectors
+from benchmarks._mechanisms import Mechanism, Probe, Wake, WakerOnSelectors
 from benchmarks._stats import percentile, summarize_latency
 from benchmarks._targets import TARGETS, check, host_spread, targets_table
 
@@ -219,6 +222,70 @@ def test_every_case_can_be_woken_before_its_loop_thread_starts() -> None:
         mech.wake_fn()()
         mech.stop()
         mech.serve()  # sets up, handles the wake and the stop, tears down, closes
+
+
+def test_a_producer_that_raises_fails_the_case() -> None:
+    class Broken(WakerOnSelectors):
+        def wake_fn(self) -> Wake:
+            def wake() -> None:
+                raise RuntimeError("the wake broke")
+
+            return wake
+
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_latency(functools.partial(Broken, backend="pipe"), 5, 0, plan, timeout=10.0)
+    assert run.error is not None
+    assert "producer thread: RuntimeError('the wake broke')" in run.error
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity")
+@pytest.mark.parametrize(
+    ("how", "error"),
+    [
+        ("a producer cannot pin", r"producer thread \d: OSError\(22,"),  # EINVAL
+        ("a post raises", r"producer thread \d: RuntimeError\('the post broke'\)"),
+        ("the loop dies", r"loop thread: RuntimeError\('the loop broke'\)"),
+    ],
+    ids=["a producer cannot pin", "a post raises", "the loop dies"],
+)
+def test_a_burst_whose_thread_fails_reports_it_and_never_hangs(how: str, error: str) -> None:
+    """A producer that died before the start barrier used to leave the run waiting there for
+    good; one that died mid-burst, or a dead loop, waiting out the whole timeout."""
+    case = next(c for c in all_cases() if c.name == "asyncio/Dispatcher")
+    make: Callable[[Probe], Mechanism] = case.make
+    plan = pin_plan("none")
+    assert plan is not None
+    if how == "a producer cannot pin":
+        plan = (None, frozenset({max(os.sched_getaffinity(0)) + 4096}))  # no such CPU
+    elif how == "a post raises":
+
+        def make(probe: Probe) -> Mechanism:
+            mech = case.make(probe)
+            mech.post_fn = lambda: _raise_on_post  # type: ignore[method-assign]
+            return mech
+
+    else:
+        make = _DeadLoop
+    # A timeout longer than the test's own: the run must end on the failure, not wait it out.
+    run = run_burst(make, producers=2, per_producer=100, pin=plan, timeout=3600.0)
+    assert run.error is not None
+    assert re.search(error, run.error), run.error
+
+
+def _raise_on_post(callback: object) -> None:
+    raise RuntimeError("the post broke")
+
+
+class _DeadLoop(Mechanism):
+    def serve(self) -> None:
+        raise RuntimeError("the loop broke")
+
+    def stop(self) -> None:
+        pass
+
+    def post_fn(self) -> Callable[[Callable[[], None]], object]:
+        return lambda callback: None  # posts into the void: only the loop's failure ends the run
 
 
 def test_percentiles() -> None:
