@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import aiowake
-from aiowake import _channel, _event, _waker
+from aiowake import _channel, _event, _waiter, _waker
 
 from .conftest import ExceptionHandlerGuard, call_struck_at, open_fds, start_thread
 
@@ -369,7 +369,7 @@ async def test_the_batch_never_steps_a_task_inside_another() -> None:
     waiter = asyncio.ensure_future(ev.wait())
     assert await blocked(waiter)
     ev._value = True
-    _event._resume(tuple(ev._waiters))  # here, inside this test's task
+    _waiter.resume_all(tuple(ev._waiters))  # here, inside this test's task
     assert not waiter.done(), "not stepped inside this task"
     assert await asyncio.wait_for(waiter, GUARD) is True
 

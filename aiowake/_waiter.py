@@ -1,0 +1,101 @@
+"""The future a task awaits until a set() (or a queue's put) wakes it, and how the loop's batch
+resumes such tasks one iteration sooner than ``set_result()`` would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+__all__ = ["Waiter", "resume_all", "wake_all"]
+
+
+def wake_all(waiters: tuple[Waiter, ...]) -> None:
+    """Loop thread: wake the tasks that were waiting when ``set()`` was called (skipping the
+    cancelled ones; a future already woken by an earlier set is done too). They resume on the
+    loop's next iteration, as with asyncio.Event."""
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(True)
+
+
+def resume_all(waiters: tuple[Waiter, ...]) -> None:
+    """Loop thread, in the channel's batch (a reader callback: no task is running): wake the tasks
+    that were waiting when ``set()`` was called and resume each one right here, one loop
+    iteration sooner than ``set_result()``'s scheduled callback would."""
+    if asyncio.current_task(waiters[0].get_loop()) is not None:
+        # A task is running after all (a loop re-entered from inside a task, as nest_asyncio
+        # does): stepping another one inside it would fail, so wake them the usual way.
+        wake_all(waiters)
+        return
+    pending = iter(waiters)
+    try:
+        for fut in pending:
+            if not fut.done():
+                fut.resume_now()
+    finally:
+        # Only if a resumed task let KeyboardInterrupt or SystemExit out (a task keeps every other
+        # exception): the rest are still woken, the usual way.
+        wake_all(tuple(pending))
+
+
+class Waiter(asyncio.Future[bool]):
+    """The future a task awaits in ``Event.wait()``. It remembers the task's wake-up callback so
+    that ``resume_now()`` can run it directly instead of scheduling it.
+
+    Why that is safe: the batch is a reader callback, so no task is running and the task may be
+    stepped, exactly as the loop would step it from its ready queue; the only difference is when.
+    Cancellation is untouched: the callback stays registered with the future until
+    ``resume_now()`` takes it off, so ``Task.cancel()`` (which cancels this future) schedules it
+    as usual, and a cancelled future is done, which ``resume_all`` skips.
+    """
+
+    __slots__ = ("_step", "channel")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        # The first callback added while pending: the awaiting task's. (Only Event.wait() sees
+        # this future, and the task registers before anything else can.)
+        self._step: tuple[Callable[[Any], object], contextvars.Context | None] | None = None
+        #: The channel this wait holds a use of; None once released.
+        self.channel: Channel | None = None
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], /, *, context: contextvars.Context | None = None
+    ) -> None:
+        if self._step is None and not self.done():
+            self._step = (fn, context)
+        super().add_done_callback(fn, context=context)
+
+    def release_channel(self) -> None:
+        """Give the wait's use of the channel back, once."""
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.release()
+
+    def resume_now(self) -> None:
+        """Loop thread, no task running, future pending: set it and run its task's callback."""
+        resume = self._step
+        # remove_done_callback() is 0 if the callback is gone: then set_result() alone (which
+        # schedules whatever is registered) is all there is to do.
+        if resume is None or not self.remove_done_callback(resume[0]):
+            self.set_result(True)
+            return
+        self.set_result(True)  # schedules any other callback; the task's is ours to run
+        fn, context = resume
+        # The wait's channel is released after the step, not in wait()'s finally inside it: off
+        # the path to the task's first line, and a task that waits again (the usual loop) takes
+        # its new use before this one goes, so the channel is never unused in between.
+        channel, self.channel = self.channel, None
+        try:
+            if context is None:
+                fn(self)
+            else:
+                context.run(fn, self)
+        finally:
+            if channel is not None:
+                channel.release()
