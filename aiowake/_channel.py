@@ -1,37 +1,58 @@
-"""One wakeup channel per event loop, shared by all of that loop's Events and Dispatchers.
+"""One wakeup channel per event loop, shared by all of that loop's Events, Dispatchers and Queues.
 
 A channel is a ``Waker`` watched with ``loop.add_reader`` plus a deque of jobs: ``DispatcherHandle``
 objects, or bare callbacks from ``Dispatcher.post``, one entry per job either way (so that one
-``popleft`` takes a whole job: a signal handler's exception never leaves half of one queued). Any
-thread or signal handler posts a job: append, then wake. The loop runs them in batches in
-``_run_batch``: count the queue, run that many jobs (at most ``BATCH_MAX``); then, if jobs are
-left, leave the wake pending; if none, drain, and wake itself again if a job came by then.
+``popleft`` takes a whole job: a signal handler's exception never leaves half of one queued).
 
-Why nothing is lost: every job is appended *before* its wake. A job is either counted by this
-batch, or appended after the count. If the batch then finds jobs left, it reads nothing: the byte
-that made the descriptor readable is still there, so the reader runs again. If it finds none and
-drains, then either the job's wake comes later (it writes, since the drain re-armed the waker) or
-it came earlier and was consumed by the drain, in which case the job is already in the queue when
-the batch looks again after the drain, and the batch wakes again. Either way the reader runs
-again. A job posted while a batch runs waits for the next batch, and so do the jobs beyond
-``BATCH_MAX``, so a flood of posts cannot starve the loop's timers and other I/O.
+**Posting.** Any thread or signal handler posts a job: append, then wake, then compare the backlog
+with ``limit`` (see ``after_post``). ``deque.append``/``popleft`` are atomic against other threads
+(the GIL; a C call is never split) and against signal handlers (they run between bytecodes).
 
-Why drain *after* the jobs: the first job runs one system call sooner, and the read (which
-releases the GIL) happens after the latency-critical part instead of before it. Posts made during
-the batch find the waker still pending and make no system call, and the batch leaves it pending
-for them: a loop kept busy by posts makes no system call of ours at all.
+**The batch.** The loop runs jobs in ``_run_batch``: count the queue, run that many (at most
+``BATCH_MAX``); then, if jobs are left, leave the wake pending; if none, drain, and wake itself
+again if a job came by then. Nothing is lost, because every job is appended *before* its wake: a
+job is either counted by this batch or appended after the count. If the batch then finds jobs
+left, it reads nothing, so the byte that made the descriptor readable is still there and the
+reader runs again. If it finds none and drains, either the job's wake comes later (it writes,
+since the drain re-armed the waker) or it came earlier and was consumed by the drain, and then
+the job is in the queue when the batch looks again after the drain, and the batch wakes again.
+Draining *after* the jobs puts the first job one system call sooner, and posts made during the
+batch find the waker still pending and make no system call: a loop kept busy by posts makes no
+system call of ours at all. Jobs beyond ``BATCH_MAX`` wait for the next iteration, after the
+loop's timers and I/O.
 
-``deque.append``/``popleft`` are atomic against other threads (the GIL; a C call is never split)
-and against signal handlers (they run between bytecodes), which is all ``post()`` needs.
+**Lifetime.** Users (a Dispatcher until it closes, a task while it waits on an Event or a Queue)
+come through ``acquire_channel()`` and leave through ``release()``. Three rules keep the
+collector and signal handlers out of trouble:
 
-Lifetime: users (a Dispatcher until it closes, an Event while a task waits on it) come through
-``acquire_channel()`` and leave through ``release()``. When the last one leaves, the channel closes
-on the loop's next iteration unless a user came back meanwhile: an Event awaited in a loop (wait,
-wake, wait ...) keeps its channel instead of unregistering and re-creating it every round, which
-would put two system calls and a new descriptor inside every wake. A loop with no user holds no
-descriptor of ours from its next iteration on. Registration changes happen
-on the loop's thread: directly if the caller is on it or the loop is not running, else through
-``loop.call_soon_threadsafe``.
+1. ``release()`` takes no lock and closes nothing: it pops a use (one C call) and, after the
+   last, asks the loop's thread to close the channel if still unused. Finalizers call it (a task
+   abandoned in ``Event.wait()`` is closed by the collector, on any thread, at any bytecode on
+   3.12+), so it must never wait for a lock the interrupted code may hold, nor close a descriptor
+   the interrupted code may be writing to.
+2. ``_registry_lock`` is taken only by ``acquire_channel()`` and by the close on the loop's
+   thread (``_close_if_unused``), neither of which any finalizer runs.
+3. The registry holds channels weakly, keyed by ``id(loop)``: a channel lives as long as its users
+   or the loop's reader refer to it, and a closed loop drops its readers, so a loop closed with
+   its channel still open frees both (the channel's descriptor is closed by a
+   ``weakref.finalize``, which runs when nothing can be using it).
+
+**Closing.** A channel closes on the loop's thread when its last user has left (unless one came
+back meanwhile: an Event awaited in a loop keeps its channel instead of re-creating it every
+round), or when its registration failed. A post that raced the close (it passed its poster's
+"closed?" check, then appended after the close had looked at the queue) is not lost: the close
+sets ``limit`` to -1 *before* it looks at the queue, and a poster compares the backlog with
+``limit`` *after* its append, so either the close sees the job or the poster sees -1, and then
+asks the loop to run what is left (``after_post``). A closed channel runs its leftovers through
+``loop.call_soon`` instead of wakeups; only a closed loop drops them, as it drops its own
+callbacks.
+
+**Backpressure.** A pending wake makes no system call, so a producer thread never gives up the
+GIL on its own and could queue millions of jobs while the loop runs one batch per iteration. So a
+post that leaves more than ``MAX_BACKLOG`` jobs queued makes its thread wait until the loop has
+brought the backlog down to ``RESUME_BACKLOG``: only a plain thread, never the main thread (it may
+be in a signal handler) nor the loop's own (it would wait for itself), and never while the loop is
+not running.
 """
 
 from __future__ import annotations
@@ -40,184 +61,357 @@ import asyncio
 import collections
 import os
 import threading
+import types
 import weakref
-from collections.abc import Callable
+from asyncio.log import logger
 from contextvars import Context as _new_context
-from typing import final
+from typing import Final, final
 
-from ._handle import DispatcherHandle, Job, report_exception
+from ._handle import DispatcherHandle, Job, describe, report_exception
 from ._waker import Waker
 
-__all__ = ["Channel", "acquire_channel", "on_loop_thread", "refuse_loop_without_readers"]
+__all__ = [
+    "BATCH_MAX",
+    "MAX_BACKLOG",
+    "RESUME_BACKLOG",
+    "Channel",
+    "acquire_channel",
+    "refuse_loop_without_readers",
+]
 
 #: The most jobs one batch runs. Stock asyncio runs every callback ready when an iteration starts,
 #: each as its own handle; a batch is one handle, so without a bound 100,000 queued posts would
-#: hold the loop for tens of milliseconds in one go (which asyncio's debug mode reports as a slow
-#: callback). The rest run in the next iteration, after the loop's timers and I/O. What a batch
-#: costs on its own (a loop iteration, a read, a write: ~10 µs here) spread over this many jobs
-#: of ~1 µs each is a fraction of a per cent; 4,096 trivial callbacks hold the loop for a few ms.
-BATCH_MAX = 4096
-
-
-def on_loop_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], None]) -> None:
-    """Run *fn* now if that is safe for *loop*'s reader registry, else on the loop's thread."""
-    if asyncio._get_running_loop() is loop or not loop.is_running():
-        fn()
-    else:
-        loop.call_soon_threadsafe(fn)
+#: hold the loop for tens of milliseconds in one go. The rest run in the next iteration.
+BATCH_MAX: Final = 4096
+#: A post that leaves more jobs than this queued makes a plain thread wait (see the docstring)...
+MAX_BACKLOG: Final = 16 * BATCH_MAX
+#: ...until the loop has brought the backlog down to this.
+RESUME_BACKLOG: Final = 2 * BATCH_MAX
+#: How often a thread waiting for the backlog looks whether the loop still runs.
+_THROTTLE_POLL_S: Final = 0.05
 
 
 def refuse_loop_without_readers(loop: asyncio.AbstractEventLoop) -> None:
     """Raise RuntimeError for a loop that cannot watch a descriptor (Windows' proactor loop)."""
     if getattr(type(loop), "add_reader", None) is asyncio.AbstractEventLoop.add_reader:
-        raise RuntimeError(
-            f"{type(loop).__name__} has no add_reader(); aiowake needs a selector-based loop or "
-            "uvloop (on Windows: asyncio.SelectorEventLoop, not the default ProactorEventLoop)"
-        )
+        raise RuntimeError(_no_readers(loop))
+
+
+def _no_readers(loop: asyncio.AbstractEventLoop) -> str:
+    return (
+        f"{type(loop).__name__} has no add_reader(); aiowake needs a selector-based loop or "
+        "uvloop (on Windows: asyncio.SelectorEventLoop, not the default ProactorEventLoop)"
+    )
+
+
+def _refuse_coroutine(
+    loop: asyncio.AbstractEventLoop, job: Job, callback: object, coro: object
+) -> None:
+    """Loop thread: a callback returned a coroutine, which nobody will ever await. Close it
+    (no "never awaited" warning far from here) and report the mistake as the callback's error."""
+    close = getattr(coro, "close", None)
+    if close is not None:
+        close()
+    exc = TypeError(
+        f"{callback!r} returned a coroutine: coroutine functions cannot be posted as callbacks "
+        "(asyncio.run_coroutine_threadsafe() runs a coroutine on a loop from another thread)"
+    )
+    report_exception(loop, job, callback, exc)
 
 
 @final
 class Channel:
-    __slots__ = ("_fd", "_loop", "_queue", "_users", "_waker", "closed")
+    __slots__ = (
+        "__weakref__",
+        "_fd",
+        "_loop",
+        "_queue",
+        "_room",
+        "_uses",
+        "_waker",
+        "closed",
+        "limit",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._queue: collections.deque[Job] = collections.deque()
-        self._users = 0  # guarded by _registry_lock
+        # One entry per use: append and pop are single C calls, so release() needs no lock.
+        self._uses: list[None] = []
         self.closed = False
-        self._waker = Waker()
-        self._fd = self._waker.fileno()
+        #: What a poster compares the backlog with after its append: MAX_BACKLOG while open, -1
+        #: once closed, so that one comparison catches both rare cases (see ``after_post``).
+        self.limit = MAX_BACKLOG
+        self._room = threading.Event()  # set while no poster needs to wait for the backlog
+        self._room.set()
+        self._waker = waker = Waker()
+        self._fd = waker.fileno()
+        # Closes the descriptor when the channel goes without having been closed (its loop was
+        # closed first): then nothing refers to the channel, so nobody is inside its waker.
+        weakref.finalize(self, waker.close)
 
     def _register(self) -> None:
-        """Loop thread. Wakes posted before this are not lost: they left the waker readable."""
-        if self.closed or self._loop.is_closed():
+        """Loop thread (or loop not running). Wakes posted before this are not lost: they left
+        the waker readable."""
+        loop = self._loop
+        if self.closed or loop.is_closed():
             return
         try:
-            self._loop.add_reader(self._fd, self._run_batch)
-        except BaseException:
+            # Our descriptor number is new, so a registration the loop holds for it is stale: a
+            # descriptor closed without remove_reader. asyncio's add_reader would then only
+            # replace that key's callback and never tell epoll about our descriptor.
+            loop.remove_reader(self._fd)
+            loop.add_reader(self._fd, self._run_batch)
+        except BaseException as exc:
+            with _registry_lock:
+                self._unpublish()
             self._close()
+            if isinstance(exc, NotImplementedError):
+                raise RuntimeError(_no_readers(loop)) from exc
             raise
 
-    def post(self, job: DispatcherHandle) -> None:
-        """Any thread or signal handler: queue *job* for the loop's next batch."""
+    def post(self, job: Job) -> None:
+        """Any thread or signal handler: queue *job* for the loop's next batch. Raises nothing
+        of its own: after the channel closed the job still runs, through ``after_post``."""
+        queue = self._queue
         try:
-            self._queue.append(job)  # first the job...
+            queue.append(job)  # first the job...
             self._waker.wake()  # ...then the wake (see the module docstring)
         except BaseException:
             # A signal handler's exception may strike between the two: leave the job's wake
             # pending all the same (see Waker._rescue).
             self._waker._rescue()
             raise
+        if len(queue) > self.limit:
+            self.after_post()
+
+    def after_post(self) -> None:
+        """Any thread or signal handler, after a post found the backlog over ``limit``: if the
+        channel has closed, have the loop run what is left; else maybe wait for the loop."""
+        if self.closed:
+            try:
+                self._loop.call_soon_threadsafe(self._run_batch)
+            except RuntimeError:
+                pass  # the loop is closed: it drops what it has not run, as it drops its own
+            return
+        if threading.current_thread() is threading.main_thread():
+            return  # maybe a signal handler: never wait there
+        loop = self._loop
+        if asyncio._get_running_loop() is loop:
+            return  # the loop's own thread would wait for itself
+        room, queue = self._room, self._queue
+        room.clear()
+        # Clear, then look; the batch pops, then looks whether to set: one of the two sees the
+        # other, so a thread never waits for a batch that has already gone by.
+        while len(queue) > RESUME_BACKLOG and not self.closed and loop.is_running():
+            room.wait(_THROTTLE_POLL_S)
 
     def _run_batch(self) -> None:
+        """Loop thread: the reader. Runs the jobs counted at its start (at most BATCH_MAX)."""
+        queue = self._queue
+        try:
+            if self._loop.get_debug():
+                self._run_jobs_debug()
+            else:
+                self._run_jobs()
+        finally:
+            # Also after a job let KeyboardInterrupt or SystemExit out: the rest still run.
+            if self.closed:
+                if queue:  # leftovers: no wakeups any more, so the loop's own ready queue
+                    self._loop.call_soon(self._run_batch)
+            elif not queue:
+                # Drain, then look (see the module docstring); the look in a `finally`, so that
+                # a signal handler's exception striking after the drain cannot skip it.
+                try:
+                    self._waker.drain()
+                finally:
+                    if queue:
+                        self._waker.wake()
+            # else: jobs are left, and the byte that woke this batch is still unread, so the
+            # loop comes straight back for them: no read, no write.
+            if len(queue) <= RESUME_BACKLOG and not self._room.is_set():
+                self._room.set()  # after the pops (see after_post)
+
+    def _run_jobs(self) -> None:
+        """The batch's jobs. Each job's run is inlined here, where ``_run_job`` would cost a call
+        per job: this loop is the burst hot path."""
         queue = self._queue
         popleft = queue.popleft
         # The context for the jobs posted from an empty one (context None). Each must start in
         # an empty context, and one that a callback left empty is as good as new: nobody else
         # holds it (copy_context() copies; only a Token of a variable set and since reset
         # refers to it). So one serves them all until a callback leaves a variable set in it.
-        # A Context less per job: about 20 ns, a sixth of what the batch spends on one.
         empty = _new_context()
+        # Jobs queued after the count, or beyond BATCH_MAX, wait for the next batch.
+        for _ in range(min(len(queue), BATCH_MAX)):
+            job = popleft()
+            if type(job) is DispatcherHandle:  # type(), which no callable can pretend
+                callback = job._callback  # read once: a racing cancel() sets it to None
+                if callback is None:
+                    continue
+                context, args = job._context, job._args
+            else:  # from Dispatcher.post(): a callback alone, no arguments, context empty
+                callback, args, context = job, (), None
+            try:
+                if context is None:
+                    if empty:  # the last callback left a variable set in it
+                        empty = _new_context()
+                    context = empty
+                # Most posts have no arguments: a plain call then spares building the
+                # argument tuple that f(x, *args) makes.
+                result = context.run(callback, *args) if args else context.run(callback)
+                if result is not None and type(result) is types.CoroutineType:
+                    _refuse_coroutine(self._loop, job, callback, result)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:  # as asyncio's Handle reports a failing callback
+                report_exception(self._loop, job, callback, exc)
+
+    def _run_job(self, job: Job) -> None:
+        """Loop thread: one job, as ``_run_jobs`` runs it (which says why it does not call this)."""
+        if type(job) is DispatcherHandle:
+            callback = job._callback
+            if callback is None:
+                return
+            context, args = job._context, job._args
+        else:
+            callback, args, context = job, (), None
         try:
-            # Jobs queued after the count, or beyond BATCH_MAX, wait for the next batch.
-            for _ in range(min(len(queue), BATCH_MAX)):
-                # A job's run, inlined (handle or bare callback): this loop is the burst hot path.
-                job = popleft()
-                if type(job) is DispatcherHandle:  # type(), which no callable can pretend
-                    callback = job._callback  # read once: a racing cancel() sets it to None
-                    if callback is None:
-                        continue
-                    context, args = job._context, job._args
-                else:  # from Dispatcher.post(): a callback alone, no arguments, context empty
-                    callback, args, context = job, (), None
-                try:
-                    if context is None:
-                        if empty:  # the last callback left a variable set in it
-                            empty = _new_context()
-                        context = empty
-                    # Most posts have no arguments: a plain call then spares building the
-                    # argument tuple that f(x, *args) makes.
-                    if args:
-                        context.run(callback, *args)
-                    else:
-                        context.run(callback)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:  # as asyncio's Handle reports a failing callback
-                    report_exception(self._loop, job, callback, exc)
-        finally:
-            # Also after a job let KeyboardInterrupt or SystemExit out: the rest still run.
-            if not queue:
-                # Drain, then look (see the module docstring); the look in a `finally`, so that
-                # a signal handler's exception striking after the drain cannot skip it.
-                try:
-                    self._waker.drain()
-                finally:
-                    if queue and not self.closed:
-                        self._waker.wake()
-            # else: jobs are left, and the byte that woke this batch is still unread, so the
-            # loop comes straight back for them: no read, no write.
+            result = (context or _new_context()).run(callback, *args)
+            if result is not None and type(result) is types.CoroutineType:
+                _refuse_coroutine(self._loop, job, callback, result)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            report_exception(self._loop, job, callback, exc)
+
+    def _run_jobs_debug(self) -> None:
+        """The batch in asyncio's debug mode: each slow callback is reported by name, as asyncio
+        reports a slow handle, and the batch ends early once it has taken half of
+        ``loop.slow_callback_duration``, so that many fast callbacks never make our reader look
+        slow."""
+        loop, queue = self._loop, self._queue
+        slow = loop.slow_callback_duration
+        deadline = loop.time() + slow / 2
+        for _ in range(min(len(queue), BATCH_MAX)):
+            job = queue.popleft()
+            start = loop.time()
+            self._run_job(job)
+            now = loop.time()
+            if now - start >= slow:
+                logger.warning("Executing %s took %.3f seconds", describe(job), now - start)
+            if now >= deadline:
+                break
+
+    @property
+    def backlog(self) -> int:
+        """How many jobs are queued and not yet taken by a batch."""
+        return len(self._queue)
 
     def release(self) -> None:
-        """Any thread: one user fewer. After the last one the channel closes on the loop's next
-        iteration, unless a user came back by then (see the module docstring), once the jobs
-        already queued have run."""
-        with _registry_lock:
-            self._users -= 1
-            if self._users:
-                return
-        loop = self._loop
-        if not loop.is_running():
-            self._close_if_unused()
-        elif asyncio._get_running_loop() is loop:
-            loop.call_soon(self._close_if_unused)
-        else:
-            loop.call_soon_threadsafe(self._close_if_unused)
+        """Any thread, also a finalizer or a signal handler: one use fewer. Takes no lock, closes
+        nothing, raises nothing (see rule 1 in the module docstring)."""
+        self._uses.pop()
+        if not self._uses:
+            self._close_soon()
 
-    def _close_if_unused(self) -> None:
-        """Loop thread (or loop not running)."""
-        if self._queue and not self._loop.is_closed():
-            # Jobs posted before their Dispatcher closed still run: the next batch is due (their
-            # wake left the waker readable), so look again after it, when the loop next runs. A
-            # loop closed before that drops them, as it drops its own ready callbacks, and our
-            # descriptor goes with the loop.
-            self._loop.call_soon(self._close_if_unused)
+    def release_now(self) -> None:
+        """Like ``release()``, for an explicit close() (never a finalizer's): if the loop is not
+        running, or closed by now, close the channel here and now, so that its descriptor goes at
+        once."""
+        self._uses.pop()
+        if self._uses:
             return
-        with _registry_lock:
-            if self._users:
-                return  # someone came back
-            if _registry.get(self._loop) is self:
-                del _registry[self._loop]
+        if self._loop.is_running() and self._close_soon():
+            return
+        if not self._close_if_unused(blocking=False):
+            self._close_soon()
+
+    def _close_soon(self) -> bool:
+        """Any thread: have the loop's thread close the channel if it is still unused then.
+        False if the loop is closed: then the channel goes with it (rule 3)."""
+        loop = self._loop
+        try:
+            if asyncio._get_running_loop() is loop:
+                loop.call_soon(self._close_if_unused)
+            else:
+                loop.call_soon_threadsafe(self._close_if_unused)
+        except RuntimeError:
+            return False
+        return True
+
+    def _close_if_unused(self, blocking: bool = True) -> bool:
+        """Loop thread, or loop not running. False if *blocking* is False and the registry's
+        lock was taken (maybe by this very thread, interrupted inside ``acquire_channel``)."""
+        if not _registry_lock.acquire(blocking):
+            return False
+        try:
+            if self._uses:
+                return True  # someone came back
+            self._unpublish()
+        finally:
+            _registry_lock.release()
         self._close()
+        return True
+
+    def _unpublish(self) -> None:
+        """With ``_registry_lock`` held: no acquire_channel() finds this channel any more."""
+        if _registry.get(id(self._loop)) is self:
+            del _registry[id(self._loop)]
 
     def _close(self) -> None:
-        """Loop thread (or loop not running). Idempotent."""
+        """Loop thread, or loop closed; unpublished first. Idempotent. Queued jobs still run (see
+        the module docstring), unless the loop is closed."""
         if self.closed:
             return
+        self.limit = -1  # first: a post that appends after this sees it (see after_post)
         self.closed = True
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
+        self._room.set()
+        loop = self._loop
+        if not loop.is_closed():
+            loop.remove_reader(self._fd)
+            if self._queue:
+                loop.call_soon(self._run_batch)
+        else:
+            self._queue.clear()
         self._waker.close()
-        self._queue.clear()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"uses={len(self._uses)}"
+        return f"<aiowake channel {state} backlog={len(self._queue)} fd={self._fd}>"
 
 
-_registry: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Channel] = (
-    weakref.WeakKeyDictionary()
-)
+#: The open channel of each loop, by ``id(loop)``: the channel refers to its loop, so the id
+#: cannot be reused while the entry exists (rule 3 in the module docstring).
+_registry: weakref.WeakValueDictionary[int, Channel] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
 
 
 def acquire_channel(loop: asyncio.AbstractEventLoop) -> Channel:
-    """Any thread: the open channel of *loop* (made and registered if needed), one more user."""
+    """Any thread, not a finalizer or signal handler: the open channel of *loop* (made and
+    registered if needed), one more use. Raises RuntimeError for a closed loop or one without
+    readers, and what ``add_reader`` raises when the registration is made here."""
     refuse_loop_without_readers(loop)
+    if loop.is_closed():
+        raise RuntimeError("Event loop is closed")
     with _registry_lock:
-        channel = _registry.get(loop)
+        channel = _registry.get(id(loop))
         new = channel is None
         if channel is None:
-            channel = _registry[loop] = Channel(loop)
-        channel._users += 1
+            channel = _registry[id(loop)] = Channel(loop)
+        channel._uses.append(None)
     if new:
-        on_loop_thread(loop, channel._register)
+        try:
+            if asyncio._get_running_loop() is loop or not loop.is_running():
+                channel._register()
+            else:
+                loop.call_soon_threadsafe(channel._register)
+        except BaseException:
+            channel._uses.pop()
+            with _registry_lock:
+                channel._unpublish()
+            channel._close()
+            raise
     return channel
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import final
+from typing import NoReturn, final
 
 from ._channel import Channel, acquire_channel
 from ._handle import DispatcherHandle
@@ -100,7 +100,14 @@ class Event:
         """
         if self._value:
             return True
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "Event.wait() needs a running asyncio event loop (stock asyncio or uvloop); under "
+                "trio or another library with no asyncio loop, watch a Waker instead "
+                "(trio.lowlevel.wait_readable(waker))"
+            ) from None
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
@@ -115,6 +122,12 @@ class Event:
         finally:
             self._waiters.remove(fut)
             fut.release_channel()  # unless resume_now() has taken that over
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError(
+            f"cannot pickle or copy {type(self).__name__!r} object: its waiters belong to one "
+            "event loop"
+        )
 
     def __repr__(self) -> str:
         state = "set" if self._value else "unset"

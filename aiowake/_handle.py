@@ -1,14 +1,17 @@
 """The jobs a loop's channel runs: a handle (a callback, its arguments and its context), or from
-``Dispatcher.post`` a bare callback."""
+``Dispatcher.post`` a bare callback; and how the loop hears of one that failed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
+import traceback
+from asyncio import format_helpers
 from collections.abc import Callable
 from typing import Any, final
 
-__all__ = ["DispatcherHandle", "Job", "report_exception"]
+__all__ = ["DispatcherHandle", "Job", "describe", "report_exception"]
 
 
 @final
@@ -18,10 +21,13 @@ class DispatcherHandle:
 
     # Cancelled is "callback is None": cancel() is then one store, and the loop reads the callback
     # once, so a cancel racing the run never leaves it with half of a pair. No flag, no lock.
-    # Three stores and nothing else: making one is most of what a post costs (which is why
-    # Dispatcher.call_soon_threadsafe makes its handles without calling __init__). A None context
-    # is the copy of an empty one: the batch runs the callback in an empty context.
-    __slots__ = ("_args", "_callback", "_context", "_repr")
+    # Making one is most of what a post costs, which is why the Dispatcher makes its handles
+    # without calling __init__: _repr and _source_traceback may be unset (getattr with a
+    # default). A None context is the copy of an empty one: the batch runs the callback in an
+    # empty context.
+    __slots__ = ("_args", "_callback", "_context", "_repr", "_source_traceback")
+    _repr: str
+    _source_traceback: traceback.StackSummary
 
     def __init__(
         self, callback: Any, args: tuple[Any, ...], context: contextvars.Context | None
@@ -52,6 +58,9 @@ class DispatcherHandle:
             return f"<aiowake.DispatcherHandle {self._repr} cancelled>"
         return f"<aiowake.DispatcherHandle {_format_callback(self._callback, self._args)}>"
 
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
 
 def _format_callback(callback: object, args: tuple[Any, ...]) -> str:
     name = getattr(callback, "__qualname__", None) or repr(callback)
@@ -63,16 +72,33 @@ def _format_callback(callback: object, args: tuple[Any, ...]) -> str:
 Job = DispatcherHandle | Callable[[], object]
 
 
+def describe(job: Job) -> str:
+    """The job as asyncio names a handle in its messages: ``callback(args)``."""
+    if isinstance(job, DispatcherHandle):
+        return repr(job)
+    return _format_callback(job, ())
+
+
+def source_traceback(depth: int) -> traceback.StackSummary:
+    """Where a post was made, *depth* frames above the caller: what asyncio records as a
+    handle's ``_source_traceback`` in debug mode."""
+    return format_helpers.extract_stack(sys._getframe(depth + 1))
+
+
 def report_exception(
     loop: asyncio.AbstractEventLoop, job: Job, callback: Any, exc: BaseException
 ) -> None:
     """Loop thread: hand *callback*'s exception to the loop, as asyncio reports a Handle's.
-    *callback* is passed in, not re-read: a cancel() racing the run may have cleared it."""
+    *callback* is passed in, not re-read: a cancel() racing the run may have cleared it. The
+    post's traceback (debug mode) goes in as ``source_traceback``, so that the report points at
+    the post, not at where the loop's channel was registered."""
     handle = job if isinstance(job, DispatcherHandle) else DispatcherHandle(job, (), None)
-    loop.call_exception_handler(
-        {
-            "message": f"Exception in callback {_format_callback(callback, handle._args)}",
-            "exception": exc,
-            "handle": handle,
-        }
-    )
+    context: dict[str, Any] = {
+        "message": f"Exception in callback {_format_callback(callback, handle._args)}",
+        "exception": exc,
+        "handle": handle,
+    }
+    source = getattr(handle, "_source_traceback", None)
+    if source is not None:
+        context["source_traceback"] = source
+    loop.call_exception_handler(context)

@@ -21,7 +21,7 @@ GUARD = 30.0
 
 
 def channel_of(loop: asyncio.AbstractEventLoop) -> _channel.Channel | None:
-    return _channel._registry.get(loop)
+    return _channel._registry.get(id(loop))
 
 
 async def channel_after_next_iteration() -> _channel.Channel | None:
