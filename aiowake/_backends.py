@@ -12,11 +12,14 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, final
+from typing import Final, Literal, TypeAlias, final
 
 from ._socketpair import fallback_socketpair, socketpair
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "resolve"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "BackendName", "resolve"]
+
+#: What ``Waker(backend=...)`` accepts, for type checkers; ``resolve()`` checks it at run time.
+BackendName: TypeAlias = Literal["auto", "eventfd", "pipe", "socketpair", "tcp"]
 
 
 @final
@@ -29,6 +32,46 @@ class Backend:
     payload: bytes
     #: What one read asks for: enough to consume everything one wake cycle can leave behind.
     read_size: int
+
+    def open_at(self, rfd: int, wfd: int) -> None:
+        """Open a fresh pair under the numbers *rfd* and *wfd* (equal for eventfd), which must be
+        free: the caller has just closed them. On any error nothing is left open.
+
+        A new descriptor takes the lowest free number, so the pair lands on the freed numbers
+        unless lower ones are free too; then it is moved there with ``dup2``.
+        """
+        r, w = self.open()
+        held = {r, w}  # what is ours to close if a step below fails
+
+        def move(fd: int, target: int) -> None:
+            if fd != target:
+                os.dup2(fd, target, inheritable=False)
+                held.add(target)
+                held.discard(fd)
+                os.close(fd)
+
+        try:
+            if r == w:
+                move(r, rfd)
+                return
+            if (r, w) == (wfd, rfd):
+                # Crossed over: each end sits on the other's number. Turning it round takes one
+                # spare number (at the descriptor limit there is none: EMFILE).
+                spare = os.dup(r)
+                held.add(spare)
+                held.discard(r)
+                os.close(r)
+                r = spare
+            if w == rfd:  # the write end sits where the read end goes: move it out first
+                move(w, wfd)
+                move(r, rfd)
+            else:
+                move(r, rfd)
+                move(w, wfd)
+        except BaseException:
+            for fd in held:
+                os.close(fd)
+            raise
 
 
 def _open_eventfd() -> tuple[int, int]:
@@ -94,9 +137,9 @@ BACKENDS["tcp"] = Backend("tcp", _open_tcp, _ONE_BYTE, 64)
 #: 2-vCPU VM, one thread pinned to one CPU, 7 interleaved rounds of 50,000 wake()+drain() cycles
 #: (median per cycle): eventfd 1.99 us, pipe 2.29 us, socketpair 3.94 us, tcp 10.2 us. eventfd also
 #: holds one descriptor instead of two.
-AUTO_ORDER: Final = ("eventfd", "pipe", "socketpair", "tcp")
+AUTO_ORDER: Final[tuple[BackendName, ...]] = ("eventfd", "pipe", "socketpair", "tcp")
 
-_ALL_NAMES: Final = ("auto", *AUTO_ORDER)
+_ALL_NAMES: Final[tuple[BackendName, ...]] = ("auto", *AUTO_ORDER)
 
 
 def resolve(name: object) -> Backend:

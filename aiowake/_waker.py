@@ -46,19 +46,32 @@ beyond what any Python code can guard against.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 import warnings
 import weakref
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Final, Self, final
+from typing import Any, Final, NoReturn, Protocol, Self, SupportsIndex, TypeVarTuple, Unpack, final
 
-from ._backends import AUTO_ORDER, BACKENDS, Backend, resolve
+from ._backends import AUTO_ORDER, BACKENDS, Backend, BackendName, resolve
 
-__all__ = ["Waker"]
+__all__ = ["ReaderLoop", "Waker"]
 
 _TOKEN: Final = 0
+_Ts = TypeVarTuple("_Ts")
+
+
+class ReaderLoop(Protocol):
+    """What ``Waker.attached()`` needs of a loop: asyncio's, uvloop's, or any loop that has
+    these two methods (and, optionally, ``is_closed()``)."""
+
+    def add_reader(self, fd: int, callback: Callable[..., object], /, *args: Any) -> object: ...
+
+    def remove_reader(self, fd: int, /) -> object: ...
+
 
 # The two system calls of the protocol, as module globals so that tests can count them and
 # inject faults by patching exactly these (and nothing else in the process).
@@ -74,16 +87,18 @@ class Waker:
     TCP-loopback :func:`aiowake.fallback_socketpair`) or ``"auto"``, the fastest one this
     platform has. Descriptors are non-blocking and close-on-exec.
 
-    Watch it with ``loop.add_reader(waker.fileno(), callback)`` or
-    ``selector.register(waker, selectors.EVENT_READ)``; in the callback call ``drain()`` first,
-    then look for work: every wake that returned before ``drain()`` started is then seen. (Or
-    look, drain, and look again if ``drain()`` returned True: the first look acts sooner.)
+    Watch it with ``with waker.attached(loop, callback):`` (``loop.add_reader``, and however the
+    block ends, ``loop.remove_reader``) or ``selector.register(waker, selectors.EVENT_READ)``; in
+    the callback call ``drain()`` first, then look for work: every wake that returned before
+    ``drain()`` started is then seen. (Or look, drain, and look again if ``drain()`` returned
+    True: the first look acts sooner.)
     """
 
     __slots__ = (
         "__weakref__",
         "_armed",
         "_backend",
+        "_fork_error",
         "_rfd",
         "_rlock",
         "_take_token",
@@ -92,12 +107,13 @@ class Waker:
     )
 
     @staticmethod
-    def backends() -> tuple[str, ...]:
+    def backends() -> tuple[BackendName, ...]:
         """The backend names this platform offers, fastest first (``"auto"`` picks the first)."""
         return tuple(name for name in AUTO_ORDER if name in BACKENDS)
 
-    def __init__(self, backend: str = "auto") -> None:
+    def __init__(self, backend: BackendName = "auto") -> None:
         self._rfd = self._wfd = -1  # so that __del__ and repr work if opening fails
+        self._fork_error: str | None = None  # why _reopen_in_child() failed, if it did
         self._backend: Backend = resolve(backend)
         self._rlock, self._wlock = threading.RLock(), threading.RLock()
         self._armed: dict[int, bool] = {}
@@ -106,7 +122,7 @@ class Waker:
         self._take_token = functools.partial(self._armed.pop, _TOKEN, None)
         self._rfd, self._wfd = self._backend.open()
         self._armed[_TOKEN] = True
-        _track(self)
+        _live[id(self)] = weakref.ref(self)  # one C call: see _live for why there is no lock
 
     @property
     def backend(self) -> str:
@@ -118,11 +134,36 @@ class Waker:
         return self._rfd < 0
 
     def fileno(self) -> int:
-        """The descriptor to watch for readability. Raises ValueError once closed."""
+        """The descriptor to watch for readability; any thread. Raises ValueError once closed
+        (and in a forked child that could not re-create the waker, saying why)."""
         fd = self._rfd
         if fd < 0:
+            if self._fork_error is not None:
+                raise ValueError(f"I/O operation on closed Waker, which {self._fork_error}")
             raise ValueError("I/O operation on closed Waker")
         return fd
+
+    @contextlib.contextmanager
+    def attached(
+        self, loop: ReaderLoop, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
+    ) -> Iterator[None]:
+        """``with waker.attached(loop, callback, *args):`` watches the waker inside the block.
+
+        On entry ``loop.add_reader(self.fileno(), callback, *args)``; on exit, however the block
+        ends (a task's cancellation included), ``loop.remove_reader()`` of that same descriptor
+        number, unless the loop is closed by then. So a ``with`` that closes the waker after
+        this block never closes a descriptor that the loop still watches. Call it on the loop's
+        thread, as ``add_reader`` itself. Entering after ``close()`` raises ValueError; closing
+        the waker inside the block is the caller's bug, and the exit still removes that number.
+        """
+        fd = self.fileno()
+        loop.add_reader(fd, callback, *args)
+        try:
+            yield
+        finally:
+            is_closed = getattr(loop, "is_closed", None)
+            if is_closed is None or not is_closed():
+                loop.remove_reader(fd)
 
     def wake(self) -> None:
         """Make ``fileno()`` readable, if it is not already; return at once.
@@ -242,12 +283,12 @@ class Waker:
             # two sees -1, never a descriptor number the OS may already have reused.
             self._rfd = self._wfd = -1
             self._armed.clear()
+            _live.pop(id(self), None)  # one C call: see _live for why there is no lock
             try:
                 os.close(rfd)
             finally:
                 if wfd != rfd:
                     os.close(wfd)
-        _untrack(self)
 
     def __enter__(self) -> Self:
         return self
@@ -261,8 +302,12 @@ class Waker:
         self.close()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_backend"):  # made by Waker.__new__ alone, or __init__ failed
+            return "<aiowake.Waker uninitialized>"
         if self._rfd < 0:
             state, fds = "closed", ""
+            if self._fork_error is not None:
+                state = f"closed, {self._fork_error}"
         else:
             state = "idle" if self._armed else "pending"
             fds = (
@@ -270,56 +315,82 @@ class Waker:
             )
         return f"<aiowake.Waker backend={self._backend.name!r}{fds} {state}>"
 
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # A copy would share the descriptors, and the first of the two to close would close
+        # them under the other: refuse, as sockets do (copy and deepcopy end up here too).
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
     def __del__(self) -> None:
-        if self._rfd >= 0:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
+        # getattr: a Waker made by Waker.__new__ alone has no attributes. Close first, then
+        # warn: under `-W error` the warning raises, and the descriptors must be closed anyway.
+        if getattr(self, "_rfd", -1) >= 0:
+            message = f"unclosed {self!r}"
             self.close()
+            warnings.warn(message, ResourceWarning, source=self, stacklevel=2)
 
-    def _reopen_in_child(self) -> None:
-        """After fork, in the child: fresh descriptors under the same numbers, fresh locks, idle.
+    def _reopen_in_child(self) -> str | None:
+        """After fork, in the child (``_after_fork_in_child``): fresh descriptors under the same
+        numbers, fresh locks, idle. Returns None, or, if that failed, what to warn about: then
+        the waker is closed here and says why (``fileno()``, ``repr``).
 
-        The old locks may be held by a parent thread that does not exist here. Keeping the numbers
-        (``dup2``) keeps every ``add_reader``/``selector.register`` the child makes valid.
+        The old locks may be held by a parent thread that does not exist here. Keeping the
+        numbers keeps valid every ``add_reader``/``selector.register`` that the child makes with
+        a number it read before the fork. The inherited descriptors are closed first: that frees
+        their numbers, so at the descriptor limit the new ones still fit; and whatever happens
+        next, the child never reads or writes the parent's.
         """
         self._rlock, self._wlock = threading.RLock(), threading.RLock()
-        if self._rfd < 0:
-            return
-        new_r, new_w = self._backend.open()
-        os.dup2(new_r, self._rfd, inheritable=False)
-        os.close(new_r)
-        if new_w != new_r:
-            os.dup2(new_w, self._wfd, inheritable=False)
-            os.close(new_w)
+        rfd, wfd = self._rfd, self._wfd
+        if rfd < 0:
+            return None
+        # Closed until reopened: a signal handler's wake() in between writes nothing anywhere.
+        self._armed.clear()
+        self._rfd = self._wfd = -1
+        try:
+            try:
+                os.close(rfd)
+            finally:
+                if wfd != rfd:
+                    os.close(wfd)
+            self._backend.open_at(rfd, wfd)
+        except OSError as exc:
+            _live.pop(id(self), None)
+            self._fork_error = f"could not be re-created after fork: {exc}"
+            fds = f"fd {rfd}" if rfd == wfd else f"fds ({rfd}, {wfd})"
+            return (
+                f"aiowake.Waker (backend {self._backend.name!r}, {fds}) {self._fork_error}; "
+                "it is closed in this process"
+            )
+        self._rfd, self._wfd = rfd, wfd
         self._armed[_TOKEN] = True
+        return None
 
 
-# Every open Waker, so that a forked child can give each its own descriptors. The lock is held
-# across fork() (before/after hooks), so the child never inherits it held by a vanished thread.
-_live: weakref.WeakSet[Waker] = weakref.WeakSet()
-_live_lock = threading.Lock()
-
-
-def _track(waker: Waker) -> None:
-    with _live_lock:
-        _live.add(waker)
-
-
-def _untrack(waker: Waker) -> None:
-    with _live_lock:
-        _live.discard(waker)
+# Every open Waker, by id, so that a forked child can give each its own descriptors. No lock:
+# a finalizer (__del__ -> close()) runs at whatever bytecode the collector interrupts, on any
+# thread, maybe one that is inside another Waker's __init__ or close() right there. A plain lock
+# would then wait for its own thread for good; a reentrant one would let the finalizer change the
+# set in the middle of a change. Instead each access is one C call on a dict, atomic under the GIL
+# (on free-threaded builds, under the dict's own lock), also against the collector and signal
+# handlers, which run between bytecodes: __init__'s `_live[key] = ref`, close()'s
+# `_live.pop(key, None)`, the child's `list(_live.values())`. The child's hook runs with no other
+# thread in the process (fork copies only the calling one). An id is not reused while its waker
+# lives, and a waker leaves the dict in close(), which __del__ calls. The refs are weak so that
+# an unclosed waker still dies, warns and closes itself; one that is dead but not yet finalized
+# (the collector clears weak refs first) is skipped.
+_live: dict[int, weakref.ref[Waker]] = {}
 
 
 def _after_fork_in_child() -> None:
-    try:
-        for waker in list(_live):
-            waker._reopen_in_child()
-    finally:
-        _live_lock.release()
+    failed = []
+    for ref in list(_live.values()):
+        waker = ref()
+        if waker is not None and (why := waker._reopen_in_child()) is not None:
+            failed.append(why)
+    # After the loop: under `-W error` a warning raises, and every waker must be reopened first.
+    for why in failed:
+        warnings.warn(why, RuntimeWarning, stacklevel=2)
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_live_lock.acquire,
-        after_in_parent=_live_lock.release,
-        after_in_child=_after_fork_in_child,
-    )
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -25,26 +25,25 @@ async def main() -> None:
     got = 0
     all_in = loop.create_future()
 
-    with aiowake.Waker() as waker:
+    def on_wake() -> None:
+        nonlocal got
+        waker.drain()  # drain first, then look: no wake that came before is missed
+        while results:
+            n, value = results.popleft()
+            got += 1
+            print(f"worker {n}: {value}")
+        if got == 12 and not all_in.done():
+            all_in.set_result(None)
 
-        def on_wake() -> None:
-            nonlocal got
-            waker.drain()  # drain first, then look: no wake that came before is missed
-            while results:
-                n, value = results.popleft()
-                got += 1
-                print(f"worker {n}: {value}")
-            if got == 12 and not all_in.done():
-                all_in.set_result(None)
-
-        loop.add_reader(waker.fileno(), on_wake)
+    # attached() removes the reader when the block ends, however it ends (a cancellation at the
+    # await too), before the waker is closed: the loop never watches a closed descriptor.
+    with aiowake.Waker() as waker, waker.attached(loop, on_wake):
         threads = [threading.Thread(target=worker, args=(n, results, waker)) for n in range(4)]
         for t in threads:
             t.start()
         await all_in
-        loop.remove_reader(waker.fileno())
-        for t in threads:
-            t.join()
+    for t in threads:
+        t.join()
     print(f"{got} results via {waker.backend}")
 
 

@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 import aiowake
+from aiowake import BackendName
 
 if TYPE_CHECKING:
     from _typeshed import TraceFunction
@@ -52,13 +53,13 @@ def fd_guard() -> Iterator[None]:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
+def backend(request: pytest.FixtureRequest) -> BackendName:
+    name: BackendName = request.param
     return name
 
 
 @pytest.fixture
-def waker(backend: str) -> Iterator[aiowake.Waker]:
+def waker(backend: BackendName) -> Iterator[aiowake.Waker]:
     with aiowake.Waker(backend) as w:
         yield w
 

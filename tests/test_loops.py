@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 import aiowake
+from aiowake import BackendName
 
 from .conftest import start_thread
 
 
 @pytest.mark.parametrize("as_int", [False, True], ids=["object", "int"])
 def test_add_reader_wakes_the_loop_from_a_thread(
-    run_in_loop: Callable[..., Any], backend: str, as_int: bool
+    run_in_loop: Callable[..., Any], backend: BackendName, as_int: bool
 ) -> None:
     items = 5_000
 
@@ -56,7 +57,9 @@ def test_add_reader_wakes_the_loop_from_a_thread(
     assert run_in_loop(main) == items
 
 
-def test_one_wake_per_quiet_loop_iteration(run_in_loop: Callable[..., Any], backend: str) -> None:
+def test_one_wake_per_quiet_loop_iteration(
+    run_in_loop: Callable[..., Any], backend: BackendName
+) -> None:
     """A loop that is woken once, by many wakes, runs its reader once."""
 
     async def main() -> int:

@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 
 import aiowake
+from aiowake import BackendName
 
 from .conftest import BACKENDS, LOOP_FACTORIES, LoopFactory, open_fds, readable
 
@@ -51,7 +52,7 @@ def in_thread(fn: Callable[[], object]) -> None:
 # --- Waker ---------------------------------------------------------------------------------------
 
 
-def waker_machine(backend: str) -> type[RuleBasedStateMachine]:
+def waker_machine(backend: BackendName) -> type[RuleBasedStateMachine]:
     class WakerMachine(RuleBasedStateMachine):
         """Model: ``pending`` (a wake since the last drain) and ``closed``."""
 
@@ -106,7 +107,7 @@ def waker_machine(backend: str) -> type[RuleBasedStateMachine]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_waker_follows_its_model(backend: str) -> None:
+def test_waker_follows_its_model(backend: BackendName) -> None:
     run_state_machine_as_test(waker_machine(backend), settings=SETTINGS)
 
 

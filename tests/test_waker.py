@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import os
+import pickle
 import select
 import selectors
 import sys
+import textwrap
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -13,6 +21,9 @@ import aiowake
 from aiowake import _backends, _waker
 
 from .conftest import BACKENDS, open_fds, readable
+
+if TYPE_CHECKING:
+    from aiowake._backends import BackendName
 
 
 @pytest.fixture
@@ -78,7 +89,7 @@ def test_drain_with_nothing_pending_makes_no_write(waker: aiowake.Waker, writes:
     assert writes == []
 
 
-def test_backend_name(backend: str) -> None:
+def test_backend_name(backend: BackendName) -> None:
     with aiowake.Waker(backend) as w:
         assert w.backend == backend
 
@@ -111,7 +122,7 @@ def test_close_is_idempotent_and_final(waker: aiowake.Waker, writes: list[int]) 
     assert writes == [wfd]
 
 
-def test_wake_after_close_writes_nothing(backend: str, writes: list[int]) -> None:
+def test_wake_after_close_writes_nothing(backend: BackendName, writes: list[int]) -> None:
     w = aiowake.Waker(backend)
     w.close()
     for _ in range(3):
@@ -120,7 +131,7 @@ def test_wake_after_close_writes_nothing(backend: str, writes: list[int]) -> Non
     assert w.drain() is False
 
 
-def test_context_manager_closes(backend: str) -> None:
+def test_context_manager_closes(backend: BackendName) -> None:
     with aiowake.Waker(backend) as w:
         assert not w.closed
     assert w.closed
@@ -140,7 +151,7 @@ def test_repr_shows_backend_descriptors_and_state(waker: aiowake.Waker) -> None:
     assert waker.backend in repr(waker)
 
 
-def test_unclosed_waker_warns_and_closes_itself(backend: str) -> None:
+def test_unclosed_waker_warns_and_closes_itself(backend: BackendName) -> None:
     w = aiowake.Waker(backend)
     fds = {w._rfd, w._wfd}
     with pytest.warns(ResourceWarning, match="unclosed"):
@@ -153,7 +164,7 @@ def test_unclosed_waker_warns_and_closes_itself(backend: str) -> None:
 @pytest.mark.parametrize("name", ["", "Eventfd", "kqueue", "selectors", "auto "])
 def test_unknown_backend_is_a_value_error_listing_the_valid_ones(name: str) -> None:
     with pytest.raises(ValueError, match="backend") as info:
-        aiowake.Waker(name)
+        aiowake.Waker(name)  # type: ignore[arg-type]
     for valid in ("auto", *BACKENDS):
         assert repr(valid) in str(info.value)
 
@@ -170,7 +181,7 @@ def test_unavailable_backend_says_so() -> None:  # pragma: no cover - not Linux
         aiowake.Waker("eventfd")
 
 
-def test_create_and_close_ten_thousand_leaks_nothing(backend: str) -> None:
+def test_create_and_close_ten_thousand_leaks_nothing(backend: BackendName) -> None:
     before = open_fds()
     for _ in range(10_000):
         w = aiowake.Waker(backend)
@@ -179,7 +190,7 @@ def test_create_and_close_ten_thousand_leaks_nothing(backend: str) -> None:
     assert open_fds() == before
 
 
-def test_failing_open_leaks_nothing(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+def test_failing_open_leaks_nothing(monkeypatch: pytest.MonkeyPatch, backend: BackendName) -> None:
     """A backend whose open() fails leaves no descriptor and no half-made waker behind."""
     spec = _backends.BACKENDS[backend]
 
@@ -230,3 +241,184 @@ def test_select_select_sees_it(waker: aiowake.Waker) -> None:
     r, _, _ = select.select([waker], [], [], 0)
     assert r == [waker]
     waker.drain()
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [copy.copy, copy.deepcopy, *(lambda w, p=p: pickle.dumps(w, p) for p in range(6))],
+    ids=["copy", "deepcopy", *(f"pickle{p}" for p in range(6))],
+)
+def test_copy_and_pickle_are_refused(waker: aiowake.Waker, duplicate: Callable[[Any], Any]) -> None:
+    """A copy would share the descriptors, and close them under the original: refused, as
+    sockets refuse it."""
+    with pytest.raises(TypeError, match="cannot pickle 'Waker' object"):
+        duplicate(waker)
+    waker.wake()
+    assert waker.drain()
+
+
+def test_backend_name_type_lists_every_name() -> None:
+    """The Literal that type checkers see and the names that run-time checks accept agree."""
+    from aiowake._backends import BackendName
+
+    assert typing.get_args(BackendName) == ("auto", *_backends.AUTO_ORDER)
+    hints = typing.get_type_hints(aiowake.Waker.__init__)
+    assert hints["backend"] == BackendName
+    assert typing.get_type_hints(aiowake.Waker.backends)["return"] == tuple[BackendName, ...]
+
+
+def test_type_checker_refuses_an_unknown_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = pytest.importorskip("mypy.api")
+    code = tmp_path / "use.py"
+    code.write_text(
+        textwrap.dedent(
+            """
+            import aiowake
+            aiowake.Waker("pipe").close()
+            aiowake.Waker(backend="auto").close()
+            aiowake.Waker(backend="kqueue").close()
+            """
+        )
+    )
+    monkeypatch.setenv("MYPYPATH", str(Path(__file__).resolve().parent.parent))
+    out, err, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", os.devnull, "--config-file", "", str(code)]
+    )
+    assert status == 1, out + err
+    [error] = [line for line in out.splitlines() if ": error:" in line]
+    assert error.startswith(f'{code}:5: error: Argument "backend" to "Waker"'), out
+
+
+class RecordingLoop:
+    """A loop as ``Waker.attached()`` sees it: records its calls; ``is_closed()`` optional."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def add_reader(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
+        self.calls.append(("add_reader", fd, callback, *args))
+
+    def remove_reader(self, fd: int) -> bool:
+        self.calls.append(("remove_reader", fd))
+        return True
+
+
+class ClosableLoop(RecordingLoop):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+
+def test_attached_pairs_add_reader_with_remove_reader(waker: aiowake.Waker) -> None:
+    loop = RecordingLoop()
+    fd = waker.fileno()
+    with waker.attached(loop, print, "a", 1) as entered:
+        assert entered is None
+        assert loop.calls == [("add_reader", fd, print, "a", 1)]
+    assert loop.calls[1:] == [("remove_reader", fd)]
+
+
+def test_attached_removes_the_reader_when_the_block_raises(waker: aiowake.Waker) -> None:
+    loop = ClosableLoop()
+    with pytest.raises(KeyboardInterrupt), waker.attached(loop, print):
+        raise KeyboardInterrupt
+    assert loop.calls[1:] == [("remove_reader", waker.fileno())]
+
+
+def test_attached_removes_the_registered_number_after_close(waker: aiowake.Waker) -> None:
+    """Closing the waker inside the block is the caller's bug, but the exit still removes the
+    reader it added, under the number it was added with."""
+    loop = ClosableLoop()
+    fd = waker.fileno()
+    with waker.attached(loop, print):
+        waker.close()
+    assert loop.calls[1:] == [("remove_reader", fd)]
+
+
+def test_attached_leaves_a_closed_loop_alone(waker: aiowake.Waker) -> None:
+    loop = ClosableLoop()
+    with waker.attached(loop, print):
+        loop.closed = True
+    assert [call[0] for call in loop.calls] == ["add_reader"]
+
+
+def test_attached_refuses_a_closed_waker(waker: aiowake.Waker) -> None:
+    loop = RecordingLoop()
+    waker.close()
+    with pytest.raises(ValueError, match="closed"), waker.attached(loop, print):
+        pass
+    assert loop.calls == []
+
+
+async def still_watched(waker: aiowake.Waker) -> None:
+    """Wake *waker* and let the running loop poll once while it is readable: a probe waker,
+    woken too, says when it has. A reader the loop still has for *waker* has then been called."""
+    loop = asyncio.get_running_loop()
+    waker.wake()
+    with aiowake.Waker() as probe:
+        polled: asyncio.Future[None] = loop.create_future()
+
+        def on_probe() -> None:
+            probe.drain()
+            if not polled.done():
+                polled.set_result(None)
+
+        with probe.attached(loop, on_probe):
+            probe.wake()
+            await polled
+
+
+def test_attached_on_a_running_loop(run_in_loop: Callable[..., Any], waker: aiowake.Waker) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[str] = []
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def on_wake(tag: str) -> None:
+            waker.drain()
+            calls.append(tag)
+            if not woken.done():
+                woken.set_result(None)
+
+        with waker.attached(loop, on_wake, "woken"):
+            waker.wake()
+            await woken
+        assert calls == ["woken"]
+        await still_watched(waker)
+        assert calls == ["woken"], "the reader was left in place"
+
+    run_in_loop(main)
+
+
+def test_attached_removes_the_reader_when_the_task_is_cancelled(
+    run_in_loop: Callable[..., Any], waker: aiowake.Waker
+) -> None:
+    """Cancelled while it waits inside the block, the task removes the reader on its way out
+    (so a ``with`` that closes the waker next never closes a descriptor the loop watches)."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[None] = []
+        watching: asyncio.Future[None] = loop.create_future()
+
+        async def watch() -> None:
+            with waker.attached(loop, calls.append, None):
+                watching.set_result(None)
+                await loop.create_future()  # until cancelled
+
+        task = loop.create_task(watch())
+        await asyncio.wait([task, watching], return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # raises what kept it from getting inside the block
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await still_watched(waker)
+        assert calls == [], "the cancelled task left its reader in place"
+
+    run_in_loop(main)

@@ -16,7 +16,7 @@ from types import FrameType
 import pytest
 
 import aiowake
-from aiowake import _waker
+from aiowake import BackendName, _waker
 
 from .conftest import Strike, readable, start_thread, strike_storm
 
@@ -107,7 +107,7 @@ def test_handler_wakes_inside_drain(
 
 
 def test_handler_wakes_inside_close(
-    backend: str,
+    backend: BackendName,
     monkeypatch: pytest.MonkeyPatch,
     on_signal: Callable[[Callable[[], object]], list[int]],
 ) -> None:

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 import aiowake
-from aiowake import _waker
+from aiowake import BackendName, _waker
 
 from .conftest import readable, start_thread
 
@@ -210,7 +210,7 @@ def test_concurrent_wakes_write_at_most_once_per_drain(
     assert not readable(waker)
 
 
-def test_close_racing_wakes_never_writes_into_a_reused_descriptor(backend: str) -> None:
+def test_close_racing_wakes_never_writes_into_a_reused_descriptor(backend: BackendName) -> None:
     """Threads wake (and drain, so that wakes keep writing) while the main thread closes the waker
     and at once opens pipes that are likely to get the freed numbers. No byte may reach them."""
     errors: list[BaseException] = []
