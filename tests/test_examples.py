@@ -31,6 +31,7 @@ TESTED = {
     "add_reader.py",
     "dispatcher_burst.py",
     "event_from_thread.py",
+    "queue_thread_to_loop.py",
     "selectors_loop.py",
     "signal_wake.py",
 }
@@ -68,3 +69,9 @@ def test_event_from_thread(args: tuple[str, ...]) -> None:
 def test_dispatcher_burst(args: tuple[str, ...]) -> None:
     n = 100_000
     assert run_example("dispatcher_burst.py", *args) == f"{n} events, sum {n * (n - 1) // 2}\n"
+
+
+@LOOPS
+def test_queue_thread_to_loop(args: tuple[str, ...]) -> None:
+    out = run_example("queue_thread_to_loop.py", *args)
+    assert out == "50 readings, checksum total 100920855598\n"
