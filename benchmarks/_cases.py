@@ -23,15 +23,24 @@ from ._mechanisms import (
     WakerOnLoop,
     WakerOnSelectors,
 )
+from ._queues import QueueKind, QueueOnLoop, queue_kinds
 
 #: latency: the producer sleeps between wakes; working: it computes in C with the GIL released
 #: between wakes; busy: it computes holding the GIL after each wake; burst: throughput.
 LATENCY, WORKING, BUSY, BURST = "latency", "working", "busy", "burst"
-SCENARIOS = (LATENCY, WORKING, BUSY, BURST)
+#: Queues: throughput from threads to a task and from a task to a thread, each unbounded and
+#: bounded; put -> get latency (an idle producer). flood: one producer posting for seconds.
+QUEUE_TO_LOOP, QUEUE_TO_THREAD = "queue-to-loop", "queue-to-thread"
+QUEUE_LATENCY, FLOOD = "queue-latency", "flood"
+SCENARIOS = (LATENCY, WORKING, BUSY, BURST, QUEUE_TO_LOOP, QUEUE_TO_THREAD, QUEUE_LATENCY, FLOOD)
 #: The scenarios that measure one wake from a producer that then goes idle.
 ONE_WAKE = (LATENCY, WORKING)
+QUEUE_THROUGHPUT = (QUEUE_TO_LOOP, QUEUE_TO_THREAD)
+#: Scenarios run with both threads on one CPU only (``--pin same``; see benchmarks/README.md).
+ONE_CPU = (*QUEUE_THROUGHPUT, QUEUE_LATENCY, FLOOD)
 
 FLOOR = "floor/eventfd"
+STOCK_QUEUE = "stock"  # the queue kind made of asyncio.Queue and queue.Queue
 STOCK = "asyncio/call_soon_threadsafe"
 UVLOOP = "uvloop/call_soon_threadsafe"
 
@@ -44,6 +53,8 @@ class Case:
     what: str
     #: False where the wakeup is a socket send(), which /proc/self/io's write count does not see.
     writes_counted: bool = True
+    #: A queue case's loop and queue, for the throughput scenarios.
+    queue: tuple[str, QueueKind] | None = None
 
 
 def all_cases() -> list[Case]:
@@ -57,8 +68,9 @@ def all_cases() -> list[Case]:
         scenarios: set[str],
         what: str,
         writes_counted: bool = True,
+        queue: tuple[str, QueueKind] | None = None,
     ) -> None:
-        cases.append(Case(name, make, frozenset(scenarios), what, writes_counted))
+        cases.append(Case(name, make, frozenset(scenarios), what, writes_counted, queue))
 
     if sys.platform == "linux":
         add(FLOOR, RawEventfdFloor, main, "two threads on a raw eventfd, no loop")
@@ -67,7 +79,7 @@ def all_cases() -> list[Case]:
         add(
             f"{loop}/call_soon_threadsafe",
             p(CallSoonThreadsafe, loop_kind=loop),
-            main | {BURST},
+            main | {BURST, FLOOD},
             f"{loop}'s own loop.call_soon_threadsafe",
             writes_counted=loop != "asyncio",  # stock asyncio wakes its self-pipe with send()
         )
@@ -88,7 +100,7 @@ def all_cases() -> list[Case]:
         add(
             f"{loop}/aiowake.Event",
             p(EventOnLoop, loop_kind=loop),
-            main,
+            main | {QUEUE_LATENCY},
             "a task awaiting aiowake.Event, set() from the producer",
         )
         add(
@@ -101,15 +113,25 @@ def all_cases() -> list[Case]:
         add(
             f"{loop}/Dispatcher",
             p(DispatcherOnLoop, loop_kind=loop),
-            main | {BURST},
+            main | {BURST, FLOOD},
             "aiowake.Dispatcher(loop).call_soon_threadsafe",
         )
         add(
             f"{loop}/Dispatcher.post",
             p(DispatcherPostOnLoop, loop_kind=loop),
-            {BURST},
+            {BURST, FLOOD},
             "aiowake.Dispatcher(loop).post: no handle to cancel",
         )
+        for kind in queue_kinds():
+            if kind.open is not None:  # else unavailable: no case (see _queues)
+                add(
+                    f"{loop}/queue:{kind.name}",
+                    p(QueueOnLoop, loop_kind=loop, kind=kind),
+                    {QUEUE_TO_LOOP, QUEUE_TO_THREAD, QUEUE_LATENCY},
+                    kind.what,
+                    writes_counted=not (loop == "asyncio" and kind.name == STOCK_QUEUE),
+                    queue=(loop, kind),
+                )
     if sys.platform == "linux":
         add(
             f"selectors/{BARE}:eventfd",

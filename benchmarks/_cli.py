@@ -13,7 +13,17 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ._cases import BURST, BUSY, SCENARIOS, WORKING, Case, all_cases
+from ._cases import (
+    BURST,
+    BUSY,
+    FLOOD,
+    ONE_CPU,
+    QUEUE_THROUGHPUT,
+    SCENARIOS,
+    WORKING,
+    Case,
+    all_cases,
+)
 from ._harness import (
     BurstRun,
     LatencyRun,
@@ -25,17 +35,39 @@ from ._harness import (
     work_gap,
 )
 from ._machine import describe
-from ._report import print_report, write_json
+from ._report import print_report, row_error, write_json
+from ._scenarios import Run, Settings, measure, summarize
 from ._stats import median_or_none, summarize_latency
 
-QUICK = {"rounds": 5, "samples": 300, "busy_samples": 6, "burst_n": 20_000}
-FULL = {"rounds": 15, "samples": 1000, "busy_samples": 30, "burst_n": 50_000}
+QUICK = {
+    "rounds": 5,
+    "samples": 300,
+    "busy_samples": 6,
+    "burst_n": 20_000,
+    "queue_n": 2_000,
+    "queue_rounds": 3,
+    "flood_s": 1.0,
+    "flood_rounds": 1,
+}
+FULL = {
+    "rounds": 15,
+    "samples": 1000,
+    "busy_samples": 30,
+    "burst_n": 50_000,
+    "queue_n": 20_000,
+    "queue_rounds": 5,
+    "flood_s": 5.0,
+    "flood_rounds": 2,
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Wakeup latency and burst throughput: aiowake vs uvloop and stock asyncio.",
+        description=(
+            "Wakeup latency, burst throughput, thread <-> loop queues and floods: aiowake vs "
+            "stock asyncio, uvloop and rloop, and the queue libraries."
+        ),
     )
     p.add_argument("--full", action="store_true", help="the published numbers (a few minutes)")
     p.add_argument("--cases", help="comma-separated glob patterns of case names, e.g. 'uvloop/*'")
@@ -51,6 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--busy-ms", type=float, help="producer's computing after each wake, ms")
     p.add_argument("--burst-n", type=int, help="callbacks per producer thread in a burst")
     p.add_argument("--producers", type=int, default=4, help="producer threads in a burst")
+    p.add_argument("--queue-n", type=int, help="items per producer thread in a queue run")
+    p.add_argument("--queue-rounds", type=int, help="rounds of the queue throughput scenarios")
+    p.add_argument("--flood-s", type=float, help="seconds the flood's producer posts")
+    p.add_argument("--flood-rounds", type=int, help="rounds of the flood scenario")
     p.add_argument("--warmup", type=int, default=50, help="discarded samples per run")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds before a case fails")
     p.add_argument("--seed", type=int, default=None, help="seed for the round shuffles")
@@ -64,11 +100,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.busy_ms is None:
         args.busy_ms = 2 * sys.getswitchinterval() * 1000  # comfortably past one switch interval
-    for name in ("rounds", "samples", "busy_samples", "burst_n", "producers"):
+    for name in (
+        "rounds",
+        "samples",
+        "busy_samples",
+        "burst_n",
+        "producers",
+        "queue_n",
+        "queue_rounds",
+        "flood_rounds",
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0 or args.timeout <= 0 or args.busy_ms <= 0:
-        p.error("--warmup must be >= 0, --timeout and --busy-ms > 0")
+    if args.warmup < 0 or args.timeout <= 0 or args.busy_ms <= 0 or args.flood_s <= 0:
+        p.error("--warmup must be >= 0, --timeout, --busy-ms and --flood-s > 0")
     args.scenarios = _split(args.scenarios, SCENARIOS, "--scenarios", p)
     args.pin = _split(args.pin, ("same", "split", "none"), "--pin", p)
     return args
@@ -103,15 +148,27 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             console.print(f"[yellow]--pin {mode}: not possible on this machine, skipped[/yellow]")
         else:
             plans[mode] = plan
+    # The queue and flood scenarios run with both threads on one CPU only (without pinning where
+    # that is all the machine can do): see benchmarks/README.md.
+    one_cpu = next((m for m in ("same", "none") if m in plans), None)
+    if one_cpu is None and set(args.scenarios) & set(ONE_CPU):
+        console.print(
+            "[yellow]queue and flood scenarios need --pin same (or none): skipped[/yellow]"
+        )
     work = [
         (mode, scenario, [c for c in cases if scenario in c.scenarios])
         for mode in plans
         for scenario in args.scenarios
+        if scenario not in ONE_CPU or mode == one_cpu
     ]
     work = [w for w in work if w[2]]
-    total = sum(len(cs) for _, _, cs in work) * args.rounds
+    total = sum(len(cs) * _rounds(args, scenario) for _, scenario, cs in work)
+    # Rows: a dict per case for the first four scenarios, a dataclass for the others.
     results: dict[str, dict[str, dict[str, Any]]] = {}
     busy_ns = int(args.busy_ms * 1e6)
+    settings = Settings(
+        args.producers, args.queue_n, args.samples, args.warmup, args.flood_s, args.timeout
+    )
     # No auto-refresh: a refresh thread would take the GIL in the middle of measurements.
     with Progress(
         TextColumn("{task.description}"),
@@ -127,14 +184,18 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             lat: dict[str, list[LatencyRun]] = defaultdict(list)
             bursts: dict[str, list[BurstRun]] = defaultdict(list)
             bursts_gc_off: dict[str, list[BurstRun]] = defaultdict(list)
-            for r in range(args.rounds):
+            other: dict[str, list[Run]] = defaultdict(list)
+            rounds = _rounds(args, scenario)
+            for r in range(rounds):
                 order = list(scase)
                 rng.shuffle(order)
                 for case in order:
-                    desc = f"{mode} · {scenario} · round {r + 1}/{args.rounds} · {case.name}"
+                    desc = f"{mode} · {scenario} · round {r + 1}/{rounds} · {case.name}"
                     progress.update(task, description=desc)
                     progress.refresh()
-                    if scenario == BURST:
+                    if scenario in ONE_CPU:
+                        other[case.name].append(measure(scenario, case, plans[mode], settings))
+                    elif scenario == BURST:
                         for gc_off, runs in ((False, bursts), (True, bursts_gc_off)):
                             runs[case.name].append(
                                 run_burst(
@@ -161,11 +222,13 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         )
                     progress.advance(task)
             counted = {c.name: c.writes_counted for c in scase}
-            summary = (
-                _summarize_bursts(bursts, bursts_gc_off, counted)
-                if scenario == BURST
-                else _summarize_latency(lat, counted)
-            )
+            summary: dict[str, Any]
+            if scenario in ONE_CPU:
+                summary = dict(summarize(scenario, other))
+            elif scenario == BURST:
+                summary = _summarize_bursts(bursts, bursts_gc_off, counted)
+            else:
+                summary = _summarize_latency(lat, counted)
             results.setdefault(mode, {})[scenario] = summary
     return {
         "machine": describe(),
@@ -176,6 +239,10 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "busy_ms": args.busy_ms,
             "burst_n": args.burst_n,
             "producers": args.producers,
+            "queue_n": args.queue_n,
+            "queue_rounds": args.queue_rounds,
+            "flood_s": args.flood_s,
+            "flood_rounds": args.flood_rounds,
             "warmup": args.warmup,
             "pin": list(plans),
             "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
@@ -183,6 +250,14 @@ def run_suite(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "cases": {c.name: c.what for c in cases},
         "results": results,
     }
+
+
+def _rounds(args: argparse.Namespace, scenario: str) -> int:
+    if scenario in QUEUE_THROUGHPUT:
+        return int(args.queue_rounds)
+    if scenario == FLOOD:
+        return int(args.flood_rounds)
+    return int(args.rounds)
 
 
 def _summarize_latency(
@@ -238,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=150)  # piped or captured: do not squeeze the tables to 80
     if args.list:
         for case in select_cases(args.cases):
-            console.print(f"{case.name:34} {','.join(sorted(case.scenarios)):28} {case.what}")
+            console.print(f"{case.name:34} {','.join(sorted(case.scenarios)):44} {case.what}")
         return 0
     doc = run_suite(args, console)
     print_report(console, doc)
@@ -255,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         for mode, scenarios in doc["results"].items()
         for scenario, rows in scenarios.items()
         for name, row in rows.items()
-        if row.get("error")
+        if row_error(row)
     ]
     if failed:
         console.print(f"[red]{len(failed)} case(s) failed: {', '.join(failed)}[/red]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import sys
@@ -9,7 +10,8 @@ from typing import Any
 
 import aiowake
 
-from ._mechanisms import uvloop
+from ._mechanisms import rloop, uvloop
+from ._queues import queue_kinds
 
 
 def _cpu() -> tuple[str, bool]:
@@ -39,4 +41,14 @@ def describe() -> dict[str, Any]:
         "aiowake": aiowake.__version__,
         "auto_backend": aiowake.Waker.backends()[0],
         "uvloop": getattr(uvloop, "__version__", None),
+        "rloop": _version("rloop") if rloop is not None else None,
+        "queues": {k.name: k.version for k in queue_kinds() if k.open is not None},
+        "unavailable": {k.name: k.unavailable for k in queue_kinds() if k.open is None},
     }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None

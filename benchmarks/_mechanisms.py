@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import os
 import selectors
 import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import aiowake
 
@@ -37,6 +39,11 @@ try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is in the bench dependencies on POSIX
     uvloop = None
+rloop: types.ModuleType | None
+try:  # an asyncio loop written in Rust; imported by name: it ships no type information
+    rloop = importlib.import_module("rloop")
+except ImportError:  # pragma: no cover - rloop is in the bench dependencies on POSIX
+    rloop = None
 
 Callback = Callable[[], None]
 
@@ -68,6 +75,23 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 LOOPS: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
 if uvloop is not None:
     LOOPS["uvloop"] = uvloop.new_event_loop
+if rloop is not None:
+    LOOPS["rloop"] = rloop.new_event_loop
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """``loop.close()``, and for rloop the reference cycle broken that would keep it alive.
+
+    rloop 0.5's loop and its child watcher refer to each other, and the loop's type (written in
+    Rust) is invisible to the cyclic collector, so a closed rloop loop is never freed and keeps
+    two descriptors (its epoll and an eventfd): the suite makes hundreds of loops, and would run
+    out of descriptors. (rloop 0.5 also closes its self-pipe's descriptors when a run ends, then
+    drops the Python sockets that still hold those numbers, which close them again with a
+    ResourceWarning: a descriptor another thread opened in between is closed under it. Seen here
+    as an EBADF in the next run's ``socketpair()`` while the main thread read a /proc file.)"""
+    loop.close()
+    if hasattr(loop, "_watcher_child"):
+        loop._watcher_child = None
 
 
 class Mechanism:
@@ -91,6 +115,11 @@ class Mechanism:
         """The burst scenario's producers post callbacks with this; None if not a poster."""
         return None
 
+    def backlog_fn(self) -> Callable[[], int] | None:
+        """The flood scenario reads how many posted callbacks are queued and not yet run with
+        this; None where the mechanism's queue is out of reach (the flood then counts them)."""
+        return None
+
 
 class _OnLoop(Mechanism):
     """A mechanism on an asyncio-compatible loop, run in the consumer thread."""
@@ -108,7 +137,7 @@ class _OnLoop(Mechanism):
             self.teardown()
         finally:
             asyncio.set_event_loop(None)
-            self.loop.close()
+            close_loop(self.loop)
 
     def setup(self) -> None:
         pass
@@ -129,6 +158,10 @@ class CallSoonThreadsafe(_OnLoop):
 
     def post_fn(self) -> Callable[[Callback], object]:
         return self.loop.call_soon_threadsafe
+
+    def backlog_fn(self) -> Callable[[], int] | None:
+        ready = getattr(self.loop, "_ready", None)  # stock asyncio's deque of ready handles
+        return None if ready is None else ready.__len__
 
 
 #: The backend name for a raw eventfd with no aiowake around it (see ``Watched``).
@@ -153,7 +186,8 @@ class Watched:
             fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             p = functools.partial
             return cls(fd, p(os.eventfd_write, fd, 1), p(os.eventfd_read, fd), p(os.close, fd))
-        w = aiowake.Waker(backend)
+        # One of Waker.backends() (a case name's backend: a plain str here).
+        w = aiowake.Waker(cast(Any, backend))
         return cls(w.fileno(), w.wake, w.drain, w.close)
 
 
@@ -243,6 +277,11 @@ class DispatcherOnLoop(_OnLoop):
 
     def post_fn(self) -> Callable[[Callback], object]:
         return self.dispatcher.call_soon_threadsafe
+
+    def backlog_fn(self) -> Callable[[], int] | None:
+        # The channel's deque of jobs, until the Dispatcher shows its backlog itself.
+        queue = getattr(getattr(self.dispatcher, "_channel", None), "_queue", None)
+        return None if queue is None else queue.__len__
 
 
 class DispatcherPostOnLoop(DispatcherOnLoop):

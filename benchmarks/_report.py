@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._cases import FLOOR, LATENCY, ONE_WAKE, STOCK, UVLOOP, WORKING
-from ._targets import auto_backend, check, host_spread, targets_table
+from ._cases import BURST, BUSY, FLOOR, LATENCY, ONE_WAKE, STOCK, UVLOOP, WORKING
+from ._queue_report import print_queue_and_flood
+from ._targets import TARGETS, auto_backend, check, host_spread, targets_table
 
 PRODUCER_TITLES = {
     LATENCY: "idle producer (sleeps between wakes)",
@@ -21,6 +23,11 @@ PIN_TITLES = {
     "split": "producer and loop on two CPUs",
     "none": "threads not pinned",
 }
+
+
+def row_error(row: Any) -> str | None:
+    """A result row's failure: a dict's ``"error"`` key, or a typed summary's ``error``."""
+    return row.get("error") if isinstance(row, dict) else getattr(row, "error", None)
 
 
 def _us(v: float | None) -> str:
@@ -97,26 +104,7 @@ def burst_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
     return t
 
 
-def print_report(console: Console, doc: dict[str, Any]) -> None:
-    m = doc["machine"]
-    console.print(
-        f"[bold]aiowake {m['aiowake']}[/bold] · {m['python']} · uvloop {m['uvloop']} · "
-        f"{m['os']}\n{m['cpus']} CPUs: {m['cpu']}"
-        + (" (virtual machine)" if m["virtual_machine"] else "")
-        + f" · switch interval {m['switch_interval_ms']:g} ms"
-    )
-    cfg = doc["config"]
-    console.print(
-        f"{cfg['rounds']} interleaved rounds; latency {cfg['samples']} samples per case per round "
-        f"(p50 = median of the rounds' p50s; tails pooled); burst {cfg['producers']} threads × "
-        f"{cfg['burst_n']:,} callbacks"
-    )
-    if m["virtual_machine"] and "split" in doc["results"]:
-        console.print(
-            "[yellow]On a VM a wake across CPUs waits for the hypervisor to wake the halted vCPU; "
-            "that cost is the same for every mechanism and hides their differences. Compare "
-            "mechanisms in the one-CPU tables.[/yellow]"
-        )
+def _explain_wake_tables(console: Console) -> None:
     console.print(
         "after drain: a Waker's reader is timed on its first line, where code that looks for "
         "work before draining starts (as stock asyncio runs call_soon_threadsafe callbacks and "
@@ -134,6 +122,43 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
         "queues a bare callback); GC off: the same burst with the collector off, the mechanisms' "
         "own cost."
     )
+
+
+def print_report(console: Console, doc: dict[str, Any]) -> None:
+    m = doc["machine"]
+    console.print(
+        f"[bold]aiowake {m['aiowake']}[/bold] · {m['python']} · uvloop {m['uvloop']} · "
+        f"rloop {m.get('rloop')} · {m['os']}\n{m['cpus']} CPUs: {m['cpu']}"
+        + (" (virtual machine)" if m["virtual_machine"] else "")
+        + f" · switch interval {m['switch_interval_ms']:g} ms"
+    )
+    queues = m.get("queues") or {}
+    if queues:
+        console.print(
+            "queues: "
+            + ", ".join(f"{k} {v}" for k, v in queues.items() if v is not None)
+            + "".join(
+                f"\n[yellow]{k}: unavailable ({why}), no case[/yellow]"
+                for k, why in (m.get("unavailable") or {}).items()
+            )
+        )
+    cfg = doc["config"]
+    ran = {scenario for scenarios in doc["results"].values() for scenario in scenarios}
+    console.print(
+        f"{cfg['rounds']} interleaved rounds; latency {cfg['samples']} samples per case per round "
+        f"(p50 = median of the rounds' p50s; tails pooled); burst {cfg['producers']} threads × "
+        f"{cfg['burst_n']:,} callbacks; queues {cfg['queue_rounds']} rounds of "
+        f"{cfg['producers']} threads × {cfg['queue_n']:,} items; flood "
+        f"{cfg['flood_rounds']} × {cfg['flood_s']:g} s"
+    )
+    if m["virtual_machine"] and "split" in doc["results"]:
+        console.print(
+            "[yellow]On a VM a wake across CPUs waits for the hypervisor to wake the halted vCPU; "
+            "that cost is the same for every mechanism and hides their differences. Compare "
+            "mechanisms in the one-CPU tables.[/yellow]"
+        )
+    if ran & {LATENCY, WORKING, BUSY, BURST}:
+        _explain_wake_tables(console)
     for pin, scenarios in doc["results"].items():
         where = PIN_TITLES[pin]
         for scenario in ONE_WAKE:
@@ -151,7 +176,8 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
             )
         if "burst" in scenarios:
             console.print(burst_table(f"Burst throughput, {where}", scenarios["burst"]))
-    if "same" in doc["results"]:
+        print_queue_and_flood(console, scenarios, cfg)
+    if any(t.scenario in doc["results"].get("same", {}) for t in TARGETS):
         console.print(targets_table(check(doc), auto_backend(doc)))
         spread = host_spread(doc)
         if spread is not None:
@@ -164,4 +190,11 @@ def print_report(console: Console, doc: dict[str, Any]) -> None:
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(doc, indent=2, default=_plain) + "\n", encoding="utf-8")
+
+
+def _plain(o: object) -> object:
+    """JSON for the typed results: a dataclass as an object of its fields."""
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import functools
 import gc
 import io
@@ -20,19 +22,37 @@ import pytest
 from rich.console import Console
 
 import aiowake
-from benchmarks import _harness
-from benchmarks._cases import all_cases
-from benchmarks._cli import parse_args
+from benchmarks import _cases, _harness, _machine, _mechanisms, _queues
+from benchmarks._cases import FLOOD, QUEUE_LATENCY, QUEUE_TO_LOOP, QUEUE_TO_THREAD, all_cases
+from benchmarks._cli import parse_args, run_suite
+from benchmarks._flood import STEP
 from benchmarks._harness import pin_plan, run_burst, run_latency
 from benchmarks._mechanisms import Mechanism, Probe, Wake, WakerOnSelectors
+from benchmarks._memory import PeakRss
+from benchmarks._queue_harness import run_queue
+from benchmarks._report import print_report, write_json
+from benchmarks._scenarios import FloodSummary, QueueLatency, QueueThroughput
 from benchmarks._stats import percentile, summarize_latency
 from benchmarks._targets import TARGETS, check, host_spread, targets_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _no_rloop_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rloop 0.5 closes its self-pipe's descriptors itself when a run ends, then drops the Python
+    sockets that still hold those numbers, which close them again when collected: by then the
+    number may be someone else's descriptor, which is closed under them. In the test process
+    that someone is the next test, so rloop's cases run only in the suite's own subprocess
+    (test_every_case_runs_and_reports_positive_numbers)."""
+    monkeypatch.delitem(_mechanisms.LOOPS, "rloop", raising=False)
+
+
 @pytest.mark.timeout(240)
-def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
+def test_every_case_runs_and_reports_positive_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.undo()  # rloop too: the suite runs in a subprocess here
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     proc = subprocess.run(
         [
@@ -47,6 +67,7 @@ def test_every_case_runs_and_reports_positive_numbers(tmp_path: Path) -> None:
             "--burst-n=300",
             "--producers=2",
             "--pin=same,split,none",
+            "--scenarios=latency,working,busy,burst",  # the others: test_queue_and_flood_...
             f"--json={out_json}",
             f"--plot={out_png}",
         ],
@@ -302,7 +323,17 @@ def test_percentiles() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["--rounds=0"], ["--pin=diagonal"], ["--scenarios=speed"], ["--timeout=0"], ["--samples=-1"]],
+    [
+        ["--rounds=0"],
+        ["--pin=diagonal"],
+        ["--scenarios=speed"],
+        ["--timeout=0"],
+        ["--samples=-1"],
+        ["--queue-n=0"],
+        ["--queue-rounds=0"],
+        ["--flood-s=0"],
+        ["--flood-rounds=0"],
+    ],
 )
 def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
@@ -475,3 +506,135 @@ def test_a_check_says_when_its_limit_lies_within_the_per_round_spread() -> None:
     no_rounds = by_case["asyncio/aiowake.Event"]  # not in the run
     assert no_rounds.rounds is None
     assert not no_rounds.close
+
+
+def _tiny_run(tmp_path: Path, scenarios: str, *extra: str) -> tuple[dict[str, Any], str]:
+    """The suite in this process, tiny, unpinned; the report's text; the JSON written and read."""
+    args = parse_args([f"--scenarios={scenarios}", "--pin=none", "--producers=2", *extra])
+    console = Console(record=True, width=250, file=io.StringIO())
+    doc = run_suite(args, console)
+    print_report(console, doc)
+    write_json(tmp_path / "bench.json", doc)
+    assert json.loads((tmp_path / "bench.json").read_text())["results"].keys() == {"none"}
+    return doc, console.export_text()
+
+
+def _expected(scenario: str) -> set[str]:
+    return {c.name for c in all_cases() if scenario in c.scenarios}
+
+
+def test_the_queue_scenarios_run_tiny_and_report_their_shape(tmp_path: Path) -> None:
+    doc, text = _tiny_run(
+        tmp_path,
+        f"{QUEUE_TO_LOOP},{QUEUE_TO_THREAD},{QUEUE_LATENCY}",
+        "--queue-rounds=1",
+        "--queue-n=50",
+        "--rounds=2",
+        "--samples=5",
+        "--warmup=1",
+    )
+    times = "\N{MULTIPLICATION SIGN}"
+    assert f"Queue throughput, 2 threads {times} 50 items → one task" in text
+    assert "Queue throughput, one task → one thread, 100 items" in text
+    assert "Queue put → get latency" in text
+    assert "Queue targets (issue 18)" in text
+    results = doc["results"]["none"]
+    kinds = {c.name: c.queue[1] for c in all_cases() if c.queue is not None}
+    assert {k.name for k in kinds.values()} == {
+        k.name for k in _queues.queue_kinds() if k.open is not None
+    }
+    for scenario in (QUEUE_TO_LOOP, QUEUE_TO_THREAD):
+        rows = results[scenario]
+        assert set(rows) == _expected(scenario) == set(kinds)
+        for name, row in rows.items():
+            assert isinstance(row, QueueThroughput)
+            assert row.error is None, (scenario, name, row.error)
+            assert row.unbounded is not None
+            assert (row.bounded is not None) == kinds[name].bounded, name
+            for size in (row.unbounded, row.bounded):
+                if size is not None:
+                    assert size.items_per_s > 0
+                    assert len(size.rounds_items_per_s) == 1
+                    assert size.rss_growth is None or size.rss_growth >= 0
+    rows = results[QUEUE_LATENCY]
+    assert set(rows) == _expected(QUEUE_LATENCY)
+    assert {n for n in rows if n.endswith("/aiowake.Event")}, "the Event is the latency reference"
+    for name, row in rows.items():
+        assert isinstance(row, QueueLatency)
+        assert row.error is None, (name, row.error)
+        assert 0 < row.p50 <= row.max
+        assert row.p90 <= row.p99 <= row.p99_9 <= row.max
+        assert row.samples == 2 * 5
+        assert len(row.rounds_p50) == 2
+
+
+def test_the_flood_runs_tiny_and_reports_backlog_memory_and_drain(tmp_path: Path) -> None:
+    doc, text = _tiny_run(tmp_path, FLOOD, "--flood-s=0.02", "--flood-rounds=1")
+    assert "Flood: one producer posting for 0.02 s" in text
+    rows = doc["results"]["none"][FLOOD]
+    assert set(rows) == _expected(FLOOD)
+    assert {"asyncio/call_soon_threadsafe", "asyncio/Dispatcher", "asyncio/Dispatcher.post"} <= set(
+        rows
+    )
+    for name, row in rows.items():
+        assert isinstance(row, FloodSummary)
+        assert row.error is None, (name, row.error)
+        assert row.posted >= STEP
+        assert row.posts_per_s > 0
+        assert 0 <= row.peak_unrun <= row.posted
+        assert row.peak_backlog >= 0
+        # Stock asyncio's ready queue and the Dispatcher's channel are read; uvloop's and
+        # rloop's are out of reach, so their posts are counted.
+        readable = name.startswith("asyncio/") or "/Dispatcher" in name
+        assert row.backlog_read == readable, name
+        assert 0 <= row.ran_share <= 1
+        assert row.drain_s >= 0
+        assert row.rss_growth is None or row.rss_growth >= 0
+        assert len(row.rounds) == 1
+
+
+def test_a_queue_library_that_cannot_be_imported_has_no_case_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    missing = _queues._load(
+        "nowhere.Queue", "no_such_queue_module", "Queue", None, _queues._mixed, "absent"
+    )
+    assert missing.open is None
+    assert missing.unavailable is not None
+    assert "ModuleNotFoundError" in missing.unavailable
+    kinds = (missing, *_queues.queue_kinds())
+    monkeypatch.setattr(_cases, "queue_kinds", lambda: kinds)
+    monkeypatch.setattr(_machine, "queue_kinds", lambda: kinds)
+    assert not [c.name for c in all_cases() if "nowhere" in c.name]
+    machine = _machine.describe()
+    assert "nowhere.Queue" in machine["unavailable"]
+    assert "nowhere.Queue" not in machine["queues"]
+    console = Console(record=True, width=250, file=io.StringIO())
+    doc = {"machine": machine, "config": parse_args(["--pin=none"]).__dict__, "results": {}}
+    doc["config"]["command"] = "test"
+    print_report(console, doc)
+    assert "nowhere.Queue: unavailable (ModuleNotFoundError" in console.export_text()
+
+
+def test_a_queue_run_that_stops_making_progress_fails_and_never_hangs() -> None:
+    def deaf(maxsize: int, loop: asyncio.AbstractEventLoop) -> _queues.Ends:
+        ends = _queues._stock(maxsize, loop)
+        return dataclasses.replace(ends, thread_put=lambda item: None)  # puts go nowhere
+
+    kind = _queues.QueueKind("deaf", "a queue whose puts go nowhere", deaf, bounded=False)
+    plan = pin_plan("none")
+    assert plan is not None
+    run = run_queue(kind, "asyncio", True, 0, 2, 10, plan, timeout=0.3)
+    assert run.error is not None
+    assert "only 0 of 20 items arrived, none more for 0.3 s" in run.error
+
+
+def test_peak_rss_sees_memory_touched_during_a_run() -> None:
+    rss = PeakRss()
+    rss.start()
+    block = bytearray(64 * 2**20)  # filled with zeros: every page touched
+    grown = rss.growth()
+    del block
+    if grown is None:
+        pytest.skip("this kernel does not report a resettable peak RSS")
+    assert grown >= 48 * 2**20
