@@ -153,6 +153,7 @@ class Queue(Generic[T]):
         "_outstanding",
         "_put_item",
         "_service_job",
+        "_serving",
         "_shutdown",
         "_svc",
         "_sync_q",
@@ -180,6 +181,7 @@ class Queue(Generic[T]):
         self._aputters: collections.deque[Waiter] = collections.deque()
         self._ajoiners: collections.deque[Waiter] = collections.deque()
         self._shutdown = False
+        self._serving = False  # True while _service runs (see _chain)
         self._immediate = False
         self._closed = False
         self._why = "the queue is shut down"
@@ -411,6 +413,7 @@ class Queue(Generic[T]):
         try:
             loop = self._loop
             step = loop is not None and _current_task(loop) is None
+            self._serving = True
             _serve(self._agetters, self._can_get, step)
             _serve(self._aputters, self._can_put, step)
             if self._ajoiners:
@@ -420,6 +423,15 @@ class Queue(Generic[T]):
             # exception struck: the waiters are all still registered, so look again next batch.
             self._wake_loop(self._agetters, rescue=True)
             raise
+        finally:
+            self._serving = False
+
+    def _chain(self, tasks: collections.deque[Waiter], ready: Callable[[], bool]) -> None:
+        """Task, after its wait ended in success: if what it waited for is still there and
+        tasks still wait, wake the next one, which the service may have stopped at this one
+        for (see _queue_wake.serve). Inside the service the service goes on by itself."""
+        if tasks and not self._serving and ready():
+            _set_waiters(tasks, False)
 
     async def _wait(self, tasks: collections.deque[Waiter], ready: Callable[[], bool]) -> None:
         """Task: wait in *tasks* until woken, unless *ready()* already holds once registered."""

@@ -314,14 +314,18 @@ class AsyncQueue(Generic[T]):
         Cancellable: a cancelled put has put nothing.
         """
         q = self._q
+        waited = False
         while True:
             try:
                 q._put(item, AsyncQueueFull, AsyncQueueShutDown)
+                if waited:
+                    q._chain(q._aputters, q._can_put)
                 return
             except AsyncQueueFull:
                 pass
             try:
                 await q._wait(q._aputters, q._can_put)
+                waited = True
             except BaseException:
                 q._pass_on(q._tputters, q._aputters, q._can_put)
                 raise
@@ -347,15 +351,21 @@ class AsyncQueue(Generic[T]):
         and empty, also while waiting. Cancellable, and a cancelled get never takes an item.
         """
         q = self._q
+        waited = False
         while True:
             try:
-                return q._take()
+                item = q._take()
             except IndexError:
                 pass
+            else:
+                if waited:
+                    q._chain(q._agetters, q._can_get)
+                return item
             if q._shutdown:
                 raise AsyncQueueShutDown(q._why)
             try:
                 await q._wait(q._agetters, q._can_get)
+                waited = True
             except BaseException:
                 q._pass_on(q._tgetters, q._agetters, q._can_get)
                 raise

@@ -47,12 +47,18 @@ def set_waiters(tasks: collections.deque[Waiter], everyone: bool) -> None:
 def serve(tasks: collections.deque[Waiter], ready: Callable[[], bool], step: bool) -> None:
     """Loop thread, in the channel's batch: while *ready()*, resume the tasks waiting in *tasks*
     (those waiting when it began), oldest first. Each resumed task's step runs here, so a getter
-    has taken its item before the next look."""
+    has taken its item before the next look.
+
+    It stops at a task woken already and not yet run (its future done, not cancelled: a put
+    inside another task woke it the usual way): resuming the tasks behind it now would let them
+    overtake it. That task wakes the next one when it has had its turn (``Queue._chain``)."""
     for fut in tuple(tasks):
         if not ready():
             return
+        if fut.cancelled():
+            continue
         if fut.done():
-            continue  # cancelled, or woken already and not run yet
+            return
         if step:
             fut.resume_now()
         else:

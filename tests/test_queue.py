@@ -892,3 +892,34 @@ def test_puts_after_the_loop_closed_under_its_waiting_tasks(
     assert refused, "the put did try the channel"
     assert not task.done()
     task._log_destroy_pending = False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cancelled", [0, 1, 2])
+def test_waiting_tasks_get_items_in_the_order_they_began_to_wait(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], cancelled: int
+) -> None:
+    """Items put from outside the loop while one of three waiting getters is cancelled: the
+    cancelled one passes its turn on, and the others get the items oldest first. (The service
+    used to resume a task behind one that the pass-on had already woken, which then found the
+    queue empty and went to the back of the line.)"""
+    loop = loop_factory()
+
+    async def settle() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+    try:
+        q: aiowake.Queue[str] = aiowake.Queue()
+        getters = []
+        for _ in range(3):
+            getters.append(loop.create_task(q.async_q.get()))
+            loop.run_until_complete(settle())
+        q.sync_q.put_nowait("first")
+        q.sync_q.put_nowait("second")
+        getters[cancelled].cancel()
+        loop.run_until_complete(settle())
+        got = [g.result() for i, g in enumerate(getters) if i != cancelled]
+        assert got == ["first", "second"]
+        assert getters[cancelled].cancelled()
+    finally:
+        loop.close()
