@@ -202,9 +202,15 @@ class Channel:
         room, queue = self._room, self._queue
         room.clear()
         # Clear, then look; the batch pops, then looks whether to set: one of the two sees the
-        # other, so a thread never waits for a batch that has already gone by.
-        while len(queue) > RESUME_BACKLOG and not self.closed and loop.is_running():
-            room.wait(_THROTTLE_POLL_S)
+        # other, so a thread never waits for a batch that has already gone by. And wait only
+        # while the loop makes progress: a loop thread blocked on this very producer (a join()
+        # inside a callback) must not make it wait for good.
+        backlog = len(queue)
+        while backlog > RESUME_BACKLOG and not self.closed and loop.is_running():
+            if not room.wait(_THROTTLE_POLL_S):
+                if len(queue) >= backlog:
+                    return  # no batch ran for a whole poll: stuck, or gone
+            backlog = len(queue)
 
     def _run_batch(self) -> None:
         """Loop thread: the reader. Runs the jobs counted at its start (at most BATCH_MAX)."""

@@ -604,3 +604,29 @@ def test_a_flood_never_waits_where_waiting_could_hang(loop_factory: LoopFactory)
             assert d.backlog == 0
     finally:
         loop.close()
+
+
+def test_a_flood_never_waits_for_a_loop_blocked_on_the_producer(loop_factory: LoopFactory) -> None:
+    """A callback that blocks the loop's thread on the producer itself (a join() where an
+    await to_thread() belonged) must not deadlock the two: the producer waits only while the
+    loop makes progress."""
+    loop = loop_factory()
+    n = _channel.MAX_BACKLOG + 10
+
+    async def main() -> None:
+        with aiowake.Dispatcher() as d:
+
+            def post_all() -> None:
+                for _ in range(n):
+                    d.post(int)
+
+            t = threading.Thread(target=post_all)
+            t.start()
+            t.join(GUARD)  # blocks the loop: the very thing not to do, done anyway
+            assert not t.is_alive()
+            assert d.backlog == n
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
