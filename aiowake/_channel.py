@@ -207,9 +207,8 @@ class Channel:
         # inside a callback) must not make it wait for good.
         backlog = len(queue)
         while backlog > RESUME_BACKLOG and not self.closed and loop.is_running():
-            if not room.wait(_THROTTLE_POLL_S):
-                if len(queue) >= backlog:
-                    return  # no batch ran for a whole poll: stuck, or gone
+            if not room.wait(_THROTTLE_POLL_S) and len(queue) >= backlog:
+                return  # no batch ran for a whole poll: stuck, or gone
             backlog = len(queue)
 
     def _run_batch(self) -> None:
