@@ -61,14 +61,18 @@ import asyncio
 import collections
 import os
 import threading
+import time
 import types
 import weakref
 from asyncio.log import logger
+from collections.abc import Callable
 from contextvars import Context as _new_context
-from typing import Final, final
+from typing import Final, TypeVar, final
 
 from ._handle import DispatcherHandle, Job, describe, report_exception
 from ._waker import Waker
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 __all__ = [
     "BATCH_MAX",
@@ -77,6 +81,7 @@ __all__ = [
     "Channel",
     "acquire_channel",
     "refuse_loop_without_readers",
+    "repeatable",
 ]
 
 #: The most jobs one batch runs. Stock asyncio runs every callback ready when an iteration starts,
@@ -87,7 +92,9 @@ BATCH_MAX: Final = 4096
 MAX_BACKLOG: Final = 16 * BATCH_MAX
 #: ...until the loop has brought the backlog down to this.
 RESUME_BACKLOG: Final = 2 * BATCH_MAX
-#: How often a thread waiting for the backlog looks whether the loop still runs.
+#: How long a thread waiting for the backlog sleeps between looks at it...
+_THROTTLE_SLEEP_S: Final = 0.001
+#: ...and over how long the loop must have made progress for it to go on waiting.
 _THROTTLE_POLL_S: Final = 0.05
 
 
@@ -102,6 +109,22 @@ def _no_readers(loop: asyncio.AbstractEventLoop) -> str:
         f"{type(loop).__name__} has no add_reader(); aiowake needs a selector-based loop or "
         "uvloop (on Windows: asyncio.SelectorEventLoop, not the default ProactorEventLoop)"
     )
+
+
+#: The library's own jobs that may run twice (they look at what is left to do): a signal
+#: handler's exception striking one must not lose it (see Channel._requeue_if_repeatable).
+_REPEATABLE: set[Callable[..., object]] = set()
+
+
+def repeatable(fn: _F) -> _F:
+    """Mark *fn* (a function, or the function of a bound method) as a job that may run twice."""
+    _REPEATABLE.add(fn)
+    return fn
+
+
+def _is_repeatable(job: Job) -> bool:
+    callback = job._callback if type(job) is DispatcherHandle else job
+    return getattr(callback, "__func__", callback) in _REPEATABLE
 
 
 def _refuse_coroutine(
@@ -126,7 +149,7 @@ class Channel:
         "_fd",
         "_loop",
         "_queue",
-        "_room",
+        "_requeued",
         "_uses",
         "_waker",
         "closed",
@@ -138,12 +161,11 @@ class Channel:
         self._queue: collections.deque[Job] = collections.deque()
         # One entry per use: append and pop are single C calls, so release() needs no lock.
         self._uses: list[None] = []
+        self._requeued: Job | None = None  # the job last put back (see _requeue_if_repeatable)
         self.closed = False
         #: What a poster compares the backlog with after its append: MAX_BACKLOG while open, -1
         #: once closed, so that one comparison catches both rare cases (see ``after_post``).
         self.limit = MAX_BACKLOG
-        self._room = threading.Event()  # set while no poster needs to wait for the backlog
-        self._room.set()
         self._waker = waker = Waker()
         self._fd = waker.fileno()
         # Closes the descriptor when the channel goes without having been closed (its loop was
@@ -172,17 +194,18 @@ class Channel:
 
     def post(self, job: Job) -> None:
         """Any thread or signal handler: queue *job* for the loop's next batch. Raises nothing
-        of its own: after the channel closed the job still runs, through ``after_post``."""
-        queue = self._queue
+        of its own, and never waits: the library's own posts (an Event's set, a Queue's
+        service) are one job each and must not block, so only a Dispatcher's posts wait for the
+        backlog. After the channel closed the job still runs (``after_post``)."""
         try:
-            queue.append(job)  # first the job...
+            self._queue.append(job)  # first the job...
             self._waker.wake()  # ...then the wake (see the module docstring)
         except BaseException:
             # A signal handler's exception may strike between the two: leave the job's wake
             # pending all the same (see Waker._rescue).
             self._waker._rescue()
             raise
-        if len(queue) > self.limit:
+        if self.closed:
             self.after_post()
 
     def after_post(self) -> None:
@@ -199,17 +222,22 @@ class Channel:
         loop = self._loop
         if asyncio._get_running_loop() is loop:
             return  # the loop's own thread would wait for itself
-        room, queue = self._room, self._queue
-        room.clear()
-        # Clear, then look; the batch pops, then looks whether to set: one of the two sees the
-        # other, so a thread never waits for a batch that has already gone by. And wait only
-        # while the loop makes progress: a loop thread blocked on this very producer (a join()
-        # inside a callback) must not make it wait for good.
+        # Sleep, not a lock or an Event: a finalizer the collector runs inside this wait may
+        # post too, and must find nothing held. And wait only while the loop makes progress: a
+        # loop thread blocked on this very producer (a join() inside a callback) must not make
+        # it wait for good.
+        queue = self._queue
         backlog = len(queue)
+        waited = 0.0
         while backlog > RESUME_BACKLOG and not self.closed and loop.is_running():
-            if not room.wait(_THROTTLE_POLL_S) and len(queue) >= backlog:
-                return  # no batch ran for a whole poll: stuck, or gone
-            backlog = len(queue)
+            time.sleep(_THROTTLE_SLEEP_S)
+            waited += _THROTTLE_SLEEP_S
+            if waited >= _THROTTLE_POLL_S:
+                if len(queue) >= backlog:
+                    return  # no batch ran for a whole poll: stuck, or gone
+                backlog, waited = len(queue), 0.0
+            elif len(queue) <= RESUME_BACKLOG:
+                return
 
     def _run_batch(self) -> None:
         """Loop thread: the reader. Runs the jobs counted at its start (at most BATCH_MAX)."""
@@ -234,8 +262,6 @@ class Channel:
                         self._waker.wake()
             # else: jobs are left, and the byte that woke this batch is still unread, so the
             # loop comes straight back for them: no read, no write.
-            if len(queue) <= RESUME_BACKLOG and not self._room.is_set():
-                self._room.set()  # after the pops (see after_post)
 
     def _run_jobs(self) -> None:
         """The batch's jobs. Each job's run is inlined here, where ``_run_job`` would cost a call
@@ -249,15 +275,16 @@ class Channel:
         empty = _new_context()
         # Jobs queued after the count, or beyond BATCH_MAX, wait for the next batch.
         for _ in range(min(len(queue), BATCH_MAX)):
-            job = popleft()
-            if type(job) is DispatcherHandle:  # type(), which no callable can pretend
-                callback = job._callback  # read once: a racing cancel() sets it to None
-                if callback is None:
-                    continue
-                context, args = job._context, job._args
-            else:  # from Dispatcher.post(): a callback alone, no arguments, context empty
-                callback, args, context = job, (), None
+            job = callback = None
             try:
+                job = popleft()
+                if type(job) is DispatcherHandle:  # type(), which no callable can pretend
+                    callback = job._callback  # read once: a racing cancel() sets it to None
+                    if callback is None:
+                        continue
+                    context, args = job._context, job._args
+                else:  # from Dispatcher.post(): a callback alone, no arguments, context empty
+                    callback, args, context = job, (), None
                 if context is None:
                     if empty:  # the last callback left a variable set in it
                         empty = _new_context()
@@ -268,8 +295,12 @@ class Channel:
                 if result is not None and type(result) is types.CoroutineType:
                     _refuse_coroutine(self._loop, job, callback, result)
             except (SystemExit, KeyboardInterrupt):
+                self._requeue_if_repeatable(job)
                 raise
             except BaseException as exc:  # as asyncio's Handle reports a failing callback
+                if job is None:
+                    raise  # out of popleft(): not a callback's
+                self._requeue_if_repeatable(job)
                 report_exception(self._loop, job, callback, exc)
 
     def _run_job(self, job: Job) -> None:
@@ -288,6 +319,7 @@ class Channel:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
+            self._requeue_if_repeatable(job)
             report_exception(self._loop, job, callback, exc)
 
     def _run_jobs_debug(self) -> None:
@@ -299,14 +331,30 @@ class Channel:
         slow = loop.slow_callback_duration
         deadline = loop.time() + slow / 2
         for _ in range(min(len(queue), BATCH_MAX)):
-            job = queue.popleft()
-            start = loop.time()
-            self._run_job(job)
+            job = None
+            try:
+                job = queue.popleft()
+                start = loop.time()
+                self._run_job(job)
+            except (SystemExit, KeyboardInterrupt):
+                self._requeue_if_repeatable(job)
+                raise
             now = loop.time()
             if now - start >= slow:
                 logger.warning("Executing %s took %.3f seconds", describe(job), now - start)
             if now >= deadline:
                 break
+
+    def _requeue_if_repeatable(self, job: Job | None) -> None:
+        """Loop thread, after an exception left a job of the batch: maybe a signal handler's,
+        striking our own code before it did its work. Put the library's own jobs back first in
+        line, where the next batch runs them again; once in a row, so that a job that fails
+        for good cannot make every iteration fail. (A user's callback has run, or started, as
+        asyncio's would have: it is never run twice.)"""
+        if job is None or job is self._requeued or not _is_repeatable(job):
+            return
+        self._requeued = job
+        self._queue.appendleft(job)
 
     @property
     def backlog(self) -> int:
@@ -371,7 +419,6 @@ class Channel:
             return
         self.limit = -1  # first: a post that appends after this sees it (see after_post)
         self.closed = True
-        self._room.set()
         loop = self._loop
         if not loop.is_closed():
             loop.remove_reader(self._fd)

@@ -268,6 +268,7 @@ class Dispatcher:
 
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)
             self._closed = True
             self._channel.release()  # a finalizer's: takes no lock (see _channel)
+            # Released first: under -W error the warning raises.
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, source=self, stacklevel=2)

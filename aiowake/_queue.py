@@ -71,7 +71,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final, Generic, NoReturn, TypeVar
 
-from ._channel import Channel, acquire_channel
+from ._channel import Channel, acquire_channel, repeatable
 from ._queue_faces import (
     AsyncQueue,
     AsyncQueueEmpty,
@@ -152,6 +152,7 @@ class Queue(Generic[T]):
         "_maxsize",
         "_outstanding",
         "_put_item",
+        "_putting",
         "_service_job",
         "_serving",
         "_shutdown",
@@ -174,6 +175,8 @@ class Queue(Generic[T]):
         self._maxsize = maxsize
         self._init_items(maxsize)
         self._outstanding: collections.deque[None] = collections.deque()
+        #: One entry per put between its look at ``_shutdown`` and its insertion (see _put).
+        self._putting: list[None] = []
         self._tgetters: collections.deque[Any] = collections.deque()
         self._tputters: collections.deque[Any] = collections.deque()
         self._tjoiners: collections.deque[Any] = collections.deque()
@@ -239,9 +242,8 @@ class Queue(Generic[T]):
         if immediate:
             self._immediate = True
             self._discard()
-        _release_all(self._tgetters)
         _release_all(self._tputters)
-        self._wake_loop(self._agetters, everyone=True)
+        self._wake_getters()
         self._wake_loop(self._aputters, everyone=True)  # from a thread: the service is pending
 
     def close(self) -> None:
@@ -279,21 +281,46 @@ class Queue(Generic[T]):
     # --- what both faces run ------------------------------------------------------------------
 
     def _put(self, item: T, full: type[Exception], shut: type[Exception]) -> None:
-        """Put without waiting: *full* if there is no room, *shut* once shut down."""
-        if self._shutdown:
-            raise shut(self._why)
+        """Put without waiting: *full* if there is no room, *shut* once shut down.
+
+        A put looks at ``_shutdown`` and then inserts; a shutdown() may come in between, and a
+        getter that then found the queue shut down and empty would leave with the item still to
+        come. So a put is counted in ``_putting`` across the two, and a getter concludes "shut
+        down and empty" only when no put is in flight (``_drained``); the last put to land after
+        a shutdown wakes the getters, who look again.
+        """
+        putting = self._putting
         try:
-            self._put_item(item)  # the put itself: one call, which changes nothing if it fails
-            if self._immediate:
-                self._discard()  # raced shutdown(immediate=True): dropped, as if put just before
-            if self._tgetters or self._agetters:
-                self._notify(self._tgetters, self._agetters)
-        except IndexError:
-            raise full from None
-        except BaseException:
-            # A signal handler's exception, maybe after the item went in: its wake too.
-            self._notify(self._tgetters, self._agetters, rescue=True)
-            raise
+            putting.append(None)
+            if self._shutdown:
+                raise shut(self._why)
+            try:
+                self._put_item(item)  # the put itself: one call, which changes nothing if it fails
+                if self._immediate:
+                    self._discard()  # raced shutdown(immediate=True): dropped, as if put before
+                if self._tgetters or self._agetters:
+                    self._notify(self._tgetters, self._agetters)
+            except IndexError:
+                raise full from None
+            except BaseException:
+                # A signal handler's exception, maybe after the item went in: its wake too.
+                self._notify(self._tgetters, self._agetters, rescue=True)
+                raise
+        finally:
+            try:
+                putting.pop()
+            except IndexError:
+                pass  # struck before its append: another put's entry went instead, harmlessly
+            if self._shutdown and not putting:
+                self._wake_getters()
+
+    def _drained(self) -> bool:
+        """Shut down, empty, and no put in flight: a get may raise ShutDown."""
+        return self._shutdown and not self._items and not self._putting
+
+    def _wake_getters(self) -> None:
+        _release_all(self._tgetters)
+        self._wake_loop(self._agetters, everyone=True)
 
     def _take(self) -> T:
         """Get without waiting; IndexError if empty. Frees a waiting putter's room."""
@@ -330,7 +357,7 @@ class Queue(Generic[T]):
         return len(self._items) + len(self._outstanding)
 
     def _can_get(self) -> bool:
-        return bool(self._items) or self._shutdown
+        return bool(self._items) or self._drained()
 
     def _can_put(self) -> bool:
         return len(self._items) < self._maxsize or self._shutdown
@@ -407,6 +434,7 @@ class Queue(Generic[T]):
                 self._channel.post(self._service_job)  # struck: post it again; one more is harmless
             raise
 
+    @repeatable  # see _channel: a signal handler's exception must not lose the token with it
     def _service(self) -> None:
         """Loop thread, in the channel's batch: resume the tasks whose wait is over."""
         self._svc[_TOKEN] = True  # the token back first, then look (see the module docstring)
@@ -427,9 +455,9 @@ class Queue(Generic[T]):
             self._serving = False
 
     def _chain(self, tasks: collections.deque[Waiter], ready: Callable[[], bool]) -> None:
-        """Task, after its wait ended in success: if what it waited for is still there and
-        tasks still wait, wake the next one, which the service may have stopped at this one
-        for (see _queue_wake.serve). Inside the service the service goes on by itself."""
+        """Task, leaving a put or get after a wait, however it leaves: if what it waited for is
+        still there and tasks still wait, wake the next one, which the service may have stopped
+        at this one for (see _queue_wake.serve). Inside the service, the service goes on."""
         if tasks and not self._serving and ready():
             _set_waiters(tasks, False)
 

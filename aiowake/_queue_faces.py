@@ -209,7 +209,7 @@ class SyncQueue(Generic[T]):
                 return q._take()
             except IndexError:
                 pass
-            if q._shutdown:
+            if q._drained():  # looked at after the take (see Queue._put)
                 raise SyncQueueShutDown(q._why)
             if not block or (deadline is not None and deadline <= monotonic()):
                 raise SyncQueueEmpty
@@ -315,20 +315,22 @@ class AsyncQueue(Generic[T]):
         """
         q = self._q
         waited = False
-        while True:
-            try:
-                q._put(item, AsyncQueueFull, AsyncQueueShutDown)
-                if waited:
-                    q._chain(q._aputters, q._can_put)
-                return
-            except AsyncQueueFull:
-                pass
-            try:
-                await q._wait(q._aputters, q._can_put)
-                waited = True
-            except BaseException:
-                q._pass_on(q._tputters, q._aputters, q._can_put)
-                raise
+        try:
+            while True:
+                try:
+                    q._put(item, AsyncQueueFull, AsyncQueueShutDown)
+                    return
+                except AsyncQueueFull:
+                    pass
+                try:
+                    await q._wait(q._aputters, q._can_put)
+                    waited = True
+                except BaseException:
+                    q._pass_on(q._tputters, q._aputters, q._can_put)
+                    raise
+        finally:
+            if waited:  # however it leaves: the service may have stopped at it (see _chain)
+                q._chain(q._aputters, q._can_put)
 
     def get_nowait(self) -> T:
         """Remove and return the next item, else raise ``asyncio.QueueEmpty``; once shut down,
@@ -338,7 +340,7 @@ class AsyncQueue(Generic[T]):
             return q._take()
         except IndexError:
             pass
-        if q._shutdown:
+        if q._drained():  # looked at after the take (see Queue._put)
             raise AsyncQueueShutDown(q._why)
         raise AsyncQueueEmpty
 
@@ -352,23 +354,23 @@ class AsyncQueue(Generic[T]):
         """
         q = self._q
         waited = False
-        while True:
-            try:
-                item = q._take()
-            except IndexError:
-                pass
-            else:
-                if waited:
-                    q._chain(q._agetters, q._can_get)
-                return item
-            if q._shutdown:
-                raise AsyncQueueShutDown(q._why)
-            try:
-                await q._wait(q._agetters, q._can_get)
-                waited = True
-            except BaseException:
-                q._pass_on(q._tgetters, q._agetters, q._can_get)
-                raise
+        try:
+            while True:
+                try:
+                    return q._take()
+                except IndexError:
+                    pass
+                if q._drained():  # looked at after the take (see Queue._put)
+                    raise AsyncQueueShutDown(q._why)
+                try:
+                    await q._wait(q._agetters, q._can_get)
+                    waited = True
+                except BaseException:
+                    q._pass_on(q._tgetters, q._agetters, q._can_get)
+                    raise
+        finally:
+            if waited:  # however it leaves: the service may have stopped at it (see _chain)
+                q._chain(q._agetters, q._can_get)
 
     def task_done(self) -> None:
         """As ``SyncQueue.task_done()``: one item got is processed. Any caller."""

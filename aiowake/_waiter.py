@@ -8,6 +8,8 @@ import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._channel import repeatable
+
 if TYPE_CHECKING:
     from ._channel import Channel
 
@@ -23,24 +25,27 @@ def wake_all(waiters: tuple[Waiter, ...]) -> None:
             fut.set_result(True)
 
 
+@repeatable  # see _channel: struck by a signal handler's exception, the batch runs it again
 def resume_all(waiters: tuple[Waiter, ...]) -> None:
     """Loop thread, in the channel's batch (a reader callback: no task is running): wake the tasks
     that were waiting when ``set()`` was called and resume each one right here, one loop
-    iteration sooner than ``set_result()``'s scheduled callback would."""
+    iteration sooner than ``set_result()``'s scheduled callback would. It may run twice: the
+    tasks woken by the first run are done, and skipped."""
     if asyncio.current_task(waiters[0].get_loop()) is not None:
         # A task is running after all (a loop re-entered from inside a task, as nest_asyncio
         # does): stepping another one inside it would fail, so wake them the usual way.
         wake_all(waiters)
         return
-    pending = iter(waiters)
+    i = 0
     try:
-        for fut in pending:
+        for i, fut in enumerate(waiters):  # noqa: B007 - i is read in the finally
             if not fut.done():
                 fut.resume_now()
     finally:
         # Only if a resumed task let KeyboardInterrupt or SystemExit out (a task keeps every other
-        # exception): the rest are still woken, the usual way.
-        wake_all(tuple(pending))
+        # exception), or a signal handler's struck: the rest, from the one it left at (done
+        # already if it was woken), are still woken, the usual way.
+        wake_all(waiters[i:])
 
 
 class Waiter(asyncio.Future[bool]):
@@ -99,12 +104,14 @@ class Waiter(asyncio.Future[bool]):
         if step is None:
             self.set_result(True)
             return
-        fn, context = step
-        # The wait's channel is released after the step, not in wait()'s finally inside it: off
-        # the path to the task's first line, and a task that waits again (the usual loop) takes
-        # its new use before this one goes, so the channel is never unused in between.
-        channel, self.channel = self.channel, None
+        channel = None
         try:
+            fn, context = step
+            # The wait's channel is released after the step, not in wait()'s finally inside it:
+            # off the path to the task's first line, and a task that waits again (the usual
+            # loop) takes its new use before this one goes, so the channel is never unused in
+            # between.
+            channel, self.channel = self.channel, None
             # remove_done_callback() is 0 if the callback is gone: then set_result() alone
             # (which schedules whatever is registered) is all there is to do.
             if self.remove_done_callback(fn):
@@ -116,12 +123,15 @@ class Waiter(asyncio.Future[bool]):
             else:
                 self.set_result(True)
         except BaseException:
+            fn, context = step
             task: Any = getattr(fn, "__self__", None)
             if getattr(task, "_fut_waiter", None) is self:  # struck before the task's step
                 self.remove_done_callback(fn)
                 if not self.done():
                     self.set_result(True)
                 self.get_loop().call_soon(fn, self, context=context)
+            if channel is None:
+                channel, self.channel = self.channel, None  # struck before it was taken
             raise
         finally:
             if channel is not None:

@@ -12,6 +12,7 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -413,3 +414,180 @@ def test_fork_child_uses_a_fresh_queue_and_keeps_the_inherited_items(
     assert os.waitstatus_to_exitcode(status) == 0, "the child's checks failed (see stderr)"
     assert inherited.sync_q.get_nowait() == 1, "the parent's queue is its own"
     assert inherited.sync_q.get_nowait() == 2
+
+
+# --- graceful shutdown racing gets and puts (found by review; each forced with a pause where a
+# --- thread switch could land) ----------------------------------------------------------------
+
+
+def _pause_at(module: Any, function: str, text: str, paused: threading.Event, go: threading.Event):  # type: ignore[no-untyped-def]
+    """A trace function that stops this thread before the first line of *function* in *module*
+    containing *text*, until *go*: a preemption at exactly that point."""
+    lines = Path(module.__file__).read_text().splitlines()
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and text in lines[frame.f_lineno - 1] and not paused.is_set():
+            paused.set()
+            go.wait(GUARD)
+        return local
+
+    def on_call(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_name == function and frame.f_code.co_filename == module.__file__:
+            return local
+        return None
+
+    return on_call
+
+
+def test_a_get_that_found_the_queue_empty_just_before_a_shutdown_still_gets_what_came() -> None:
+    """The getter finds the queue empty; before it looks at the shutdown flag, items are put and
+    the queue is shut down gracefully: it must get them, then ShutDown."""
+    q: Queue[int] = Queue()
+    paused, go = threading.Event(), threading.Event()
+    got: list[object] = []
+
+    def consumer() -> None:
+        sys.settrace(_pause_at(_queue_faces, "get", "q._drained()", paused, go))
+        try:
+            while True:
+                try:
+                    got.append(q.sync_q.get(timeout=GUARD))
+                except _queue_faces.SyncQueueShutDown:
+                    got.append("ShutDown")
+                    return
+        finally:
+            sys.settrace(None)
+
+    t = start_thread(consumer)
+    assert paused.wait(GUARD)
+    for i in range(3):
+        q.sync_q.put(i)
+    q.shutdown()
+    go.set()
+    t.join(GUARD)
+    assert got == [0, 1, 2, "ShutDown"]
+
+
+def test_a_put_that_lands_after_a_shutdown_began_is_still_got() -> None:
+    """A put looked at the shutdown flag (not set), then a shutdown, then its insertion: it
+    returned normally, so a getter must not be told "shut down and empty" before it lands."""
+    q: Queue[str] = Queue()
+    paused, go = threading.Event(), threading.Event()
+    returned: list[str] = []
+
+    def producer() -> None:
+        sys.settrace(_pause_at(_queue, "_put", "self._put_item(item)", paused, go))
+        try:
+            q.sync_q.put("precious")
+            returned.append("put returned")
+        finally:
+            sys.settrace(None)
+
+    t = start_thread(producer)
+    assert paused.wait(GUARD)
+    q.shutdown()
+    with pytest.raises(_queue_faces.SyncQueueEmpty):
+        q.sync_q.get_nowait()  # not ShutDown: a put is still landing
+    got: list[str] = []
+    getter = start_thread(lambda: got.append(q.sync_q.get(timeout=GUARD)))
+    go.set()
+    t.join(GUARD)
+    getter.join(GUARD)
+    assert returned == ["put returned"]
+    assert got == ["precious"]
+    with pytest.raises(_queue_faces.SyncQueueShutDown):
+        q.sync_q.get_nowait()
+
+
+def test_a_shutdown_releases_every_waiting_putter_behind_one_woken_already(
+    loop_factory: LoopFactory,
+) -> None:
+    """One batch holds an Event's resume (its task frees a slot, waking putter X the usual way)
+    and then the queue's service for a shutdown: the service stops at X, woken and not yet run,
+    and X, leaving with ShutDown, must still pass the turn on to Y and Z."""
+    import aiowake
+
+    loop = loop_factory()
+    q: Queue[str] = Queue(maxsize=1)
+    q.sync_q.put_nowait("full")
+    ev = aiowake.Event()
+    outcome: dict[str, str] = {}
+
+    async def putter(name: str) -> None:
+        try:
+            await q.async_q.put(name)
+            outcome[name] = "put"
+        except _queue_faces.AsyncQueueShutDown:
+            outcome[name] = "ShutDown"
+
+    async def frees_a_slot() -> None:
+        await ev.wait()
+        outcome["R"] = q.async_q.get_nowait()
+
+    try:
+        tasks = [loop.create_task(putter(n)) for n in "XYZ"]
+        tasks.append(loop.create_task(frees_a_slot()))
+        for _ in range(5):
+            loop.run_until_complete(asyncio.sleep(0))
+        ev.set()  # from outside the loop: the resume goes to the channel first
+        q.shutdown()  # then the queue's service
+        _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=GUARD))
+        assert not pending
+        assert outcome == {"R": "full", "X": "ShutDown", "Y": "ShutDown", "Z": "ShutDown"}
+    finally:
+        loop.close()
+
+
+def test_a_service_struck_by_a_signal_exception_does_not_lose_the_queues_token(
+    loop_factory: LoopFactory,
+) -> None:
+    """KeyboardInterrupt at the service's first line, before it gives the token back: the batch
+    runs the service again next time, so later thread puts still reach the waiting task."""
+    loop = loop_factory()
+    q: Queue[int] = Queue()
+    got: list[int] = []
+    armed = [True]
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt(f"struck in {frame.f_code.co_name}:{frame.f_lineno}")
+        return local
+
+    def on_call(frame: FrameType, event: str, arg: object) -> Any:
+        if frame.f_code.co_name == "_service" and frame.f_code.co_filename == _queue.__file__:
+            return local
+        return None
+
+    all_got = loop.create_future()
+
+    async def consumer() -> None:
+        while True:
+            got.append(await q.async_q.get())
+            if len(got) == 11:
+                all_got.set_result(None)
+
+    try:
+        task = loop.create_task(consumer())
+        for _ in range(5):
+            loop.run_until_complete(asyncio.sleep(0))
+        start_thread(lambda: q.sync_q.put(1)).join(GUARD)
+        sys.settrace(on_call)
+        try:
+            with pytest.raises(KeyboardInterrupt, match="struck in _service"):
+                loop.run_until_complete(asyncio.sleep(GUARD))
+        finally:
+            sys.settrace(None)
+
+        def put_more() -> None:
+            for i in range(2, 12):
+                q.sync_q.put(i)
+
+        start_thread(put_more).join(GUARD)
+
+        loop.run_until_complete(asyncio.wait_for(all_got, GUARD))
+        assert got == list(range(1, 12))
+        task.cancel()
+        loop.run_until_complete(asyncio.wait([task]))
+    finally:
+        loop.close()
