@@ -53,9 +53,9 @@ one loop iteration sooner than with ``set_result``. From inside a task of the lo
 the oldest waiting task directly (``set_result``), as asyncio.Queue does.
 
 A task holds a use of the channel only while it waits (as ``Event.wait()`` does), so a queue
-nobody waits on holds none. A job posted to a channel that closed meanwhile is dropped with it;
-the token it carried is given back when the next wait finds its loop's channel is a new one
-(a channel that closed may run its leftovers late, or not at all if the loop closed too).
+nobody waits on holds none. A job posted to a channel that closed meanwhile runs late (a closed
+channel runs its leftovers), or not at all if the loop closed too; so the token it carried is
+given back when the next wait finds its loop's channel is a new one.
 
 Signal handlers: see the ``SyncQueue`` and ``AsyncQueue`` docstrings for which calls are safe.
 """
