@@ -41,18 +41,25 @@ collector and signal handlers out of trouble:
 back meanwhile: an Event awaited in a loop keeps its channel instead of re-creating it every
 round), or when its registration failed. A post that raced the close (it passed its poster's
 "closed?" check, then appended after the close had looked at the queue) is not lost: the close
-sets ``limit`` to -1 *before* it looks at the queue, and a poster compares the backlog with
-``limit`` *after* its append, so either the close sees the job or the poster sees -1, and then
-asks the loop to run what is left (``after_post``). A closed channel runs its leftovers through
+sets ``limit`` to -1 and ``closed`` *before* it looks at the queue, and a poster compares the
+backlog with ``limit`` (or looks at ``closed``) *after* its append, so either the close sees
+the job or the poster sees the close, and then asks the loop to run what is left
+(``after_post``). A closed channel runs its leftovers through
 ``loop.call_soon`` instead of wakeups; only a closed loop drops them, as it drops its own
 callbacks.
 
 **Backpressure.** A pending wake makes no system call, so a producer thread never gives up the
 GIL on its own and could queue millions of jobs while the loop runs one batch per iteration. So a
-post that leaves more than ``MAX_BACKLOG`` jobs queued makes its thread wait until the loop has
-brought the backlog down to ``RESUME_BACKLOG``: only a plain thread, never the main thread (it may
-be in a signal handler) nor the loop's own (it would wait for itself), and never while the loop is
-not running.
+Dispatcher's post that leaves more than ``MAX_BACKLOG`` jobs queued makes its thread wait until
+the loop has brought the backlog down to ``RESUME_BACKLOG``: only a plain thread, never the main
+thread (it may be in a signal handler) nor the loop's own (it would wait for itself), never
+while the loop is not running or makes no progress, and never holding a lock (a finalizer may
+post inside the wait). The library's own posts (an Event's resume, a Queue's service) are one
+job per loop iteration and never wait.
+
+**Signal exceptions on the loop side.** A signal handler's exception may strike the library's
+own jobs before they did their work; those jobs may run twice (they look at what is left to
+do), so the batch puts such a job back first in line (``repeatable``).
 """
 
 from __future__ import annotations
