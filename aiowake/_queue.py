@@ -298,7 +298,9 @@ class Queue(Generic[T]):
                 self._put_item(item)  # the put itself: one call, which changes nothing if it fails
                 if self._immediate:
                     self._discard()  # raced shutdown(immediate=True): dropped, as if put before
-                if self._tgetters or self._agetters:
+                # A waiting task needs nothing from a put while the service's token is out: the
+                # service is pending, and looks after giving the token back (see _service).
+                if self._tgetters or (self._agetters and self._svc):
                     self._notify(self._tgetters, self._agetters)
             except IndexError:
                 raise full from None

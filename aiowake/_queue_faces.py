@@ -169,7 +169,7 @@ class SyncQueue(Generic[T]):
         shut down or closed, also while waiting. Waiting putters are served as room appears, the
         first in line (thread or task) first. Any thread; not a signal handler.
         """
-        deadline = _deadline(timeout) if block else None
+        deadline = None if timeout is None or not block else _deadline(timeout)
         q = self._q
         while True:
             try:
@@ -202,7 +202,7 @@ class SyncQueue(Generic[T]):
         item. Raises ``SyncQueueShutDown`` once the queue is shut down and empty, also while
         waiting. Any thread; not a signal handler.
         """
-        deadline = _deadline(timeout) if block else None
+        deadline = None if timeout is None or not block else _deadline(timeout)
         q = self._q
         while True:
             try:
