@@ -427,11 +427,18 @@ class Channel:
         self.limit = -1  # first: a post that appends after this sees it (see after_post)
         self.closed = True
         loop = self._loop
-        if not loop.is_closed():
-            loop.remove_reader(self._fd)
-            if self._queue:
-                loop.call_soon(self._run_batch)
-        else:
+        try:
+            if not loop.is_closed():
+                loop.remove_reader(self._fd)
+                if self._queue:
+                    loop.call_soon(self._run_batch)
+        except Exception:
+            # Here on a thread of its own (the loop not running), another thread may close the
+            # loop between the look and the calls: then it has dropped its readers and what it
+            # had not run, and there is nothing left to undo.
+            if not loop.is_closed():
+                raise
+        if loop.is_closed():
             self._queue.clear()
         self._waker.close()
 

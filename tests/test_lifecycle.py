@@ -665,3 +665,27 @@ def test_an_unclosed_dispatcher_gives_its_channel_use_back_even_when_its_warning
         assert channel.closed
     finally:
         loop.close()
+
+
+def test_close_when_the_loop_closes_between_the_channels_look_and_its_remove_reader(
+    loop_factory: LoopFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel's close, run on a worker while the loop is not running, looks whether the
+    loop is closed, then removes its reader and schedules what is queued; the loop's thread
+    closes the loop in between (found by the lifecycle machine's racing closer)."""
+    loop = loop_factory()
+    d = aiowake.Dispatcher(loop)
+    d.post(print, "queued; the loop closes before it runs, and drops it")
+    real_remove_reader = type(loop).remove_reader
+
+    def remove_reader_then_the_loop_closes(self: Any, fd: int) -> bool:
+        removed: bool = real_remove_reader(self, fd)
+        self.close()  # what the loop's thread does at this moment of the race
+        return removed
+
+    monkeypatch.setattr(type(loop), "remove_reader", remove_reader_then_the_loop_closes)
+    d.close()  # no RuntimeError("Event loop is closed")
+    monkeypatch.undo()
+    assert d.closed
+    assert loop.is_closed()
+    assert d._channel.closed
