@@ -431,7 +431,13 @@ class Channel:
             if not loop.is_closed():
                 loop.remove_reader(self._fd)
                 if self._queue:
-                    loop.call_soon(self._run_batch)
+                    # From another thread, threadsafe: "not running" may have been true only
+                    # until the loop started, and then a plain call_soon could sit unseen
+                    # while the loop waits in its poll.
+                    if asyncio._get_running_loop() is loop:
+                        loop.call_soon(self._run_batch)
+                    else:
+                        loop.call_soon_threadsafe(self._run_batch)
         except Exception:
             # Here on a thread of its own (the loop not running), another thread may close the
             # loop between the look and the calls: then it has dropped its readers and what it
