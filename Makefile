@@ -42,6 +42,9 @@ test-all:  ## the tests on every Python >= 3.11 found here
 	  $(MAKE) --no-print-directory pytest PYTHON="$$py" VENV=.venv-$$v || exit 1; \
 	done
 
+# The collector at its most eager and the tiniest switch interval drive the lifecycle races;
+# `make soak ARGS="--seconds 600"` replaces these defaults.
+soak: ARGS ?= --eager-gc --switch-interval 1e-6
 soak: $(STAMP)  ## a minute of mixed load, then the invariants (not in CI)
 	$(BIN)/python -m tests.soak $(ARGS)
 
