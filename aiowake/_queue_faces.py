@@ -98,26 +98,9 @@ def _block(threads: deque[Any], ready: Callable[[], bool], deadline: float | Non
             pass  # popped: a notifier released it, or is about to (and nothing waits on it then)
 
 
-@final
-class SyncQueue(Generic[T]):
-    """``queue.Queue``'s interface to a ``Queue``, for threads (``queue.sync_q``).
-
-    Any thread may call any method. Blocking calls (``put`` on a full queue, ``get`` on an empty
-    one, ``join``) block only the calling thread; called from the loop's thread they would block
-    the loop. Exceptions are ``queue``'s: ``queue.Empty``, ``queue.Full``, and
-    ``SyncQueueShutDown`` (``queue.ShutDown`` on Python 3.13+).
-
-    Safe in a Python signal handler, also one that interrupts the queue's own code in the same
-    thread (no call takes a lock, so none can deadlock on the thread it interrupted; nothing is
-    left half-done): ``put_nowait``, ``get_nowait``, ``task_done``, ``qsize``, ``empty``,
-    ``full``, ``shutdown`` and the queue's ``close()`` on a ``Queue`` or ``LifoQueue`` (not on a
-    ``PriorityQueue``: see there). Not the blocking calls, which may wait for the very thread
-    the handler interrupted. A handler's exception (KeyboardInterrupt) striking inside a put
-    leaves the item put or not, and in either case nothing waiting on it asleep; striking inside
-    a get, it may lose the item being got, as with ``queue.Queue``.
-
-    Copying or pickling it raises TypeError.
-    """
+class _Face(Generic[T]):
+    """What both faces of a ``Queue`` have alike: the looks at its state, which any caller may
+    make (signal handlers included), ``shutdown()``, and the refusal to be copied."""
 
     __slots__ = ("_q",)
 
@@ -151,6 +134,40 @@ class SyncQueue(Generic[T]):
         """``qsize() >= maxsize`` for a bounded queue, now; False if unbounded. Any caller."""
         q = self._q
         return 0 < q._maxsize <= len(q._items)
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """The queue's ``shutdown()``: see there."""
+        self._q.shutdown(immediate)
+
+    def __reduce_ex__(self, protocol: Any) -> NoReturn:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
+
+    def __repr__(self) -> str:
+        return f"<aiowake.{type(self).__name__} of {self._q!r}>"
+
+
+@final
+class SyncQueue(_Face[T]):
+    """``queue.Queue``'s interface to a ``Queue``, for threads (``queue.sync_q``).
+
+    Any thread may call any method. Blocking calls (``put`` on a full queue, ``get`` on an empty
+    one, ``join``) block only the calling thread; called from the loop's thread they would block
+    the loop. Exceptions are ``queue``'s: ``queue.Empty``, ``queue.Full``, and
+    ``SyncQueueShutDown`` (``queue.ShutDown`` on Python 3.13+).
+
+    Safe in a Python signal handler, also one that interrupts the queue's own code in the same
+    thread (no call takes a lock, so none can deadlock on the thread it interrupted; nothing is
+    left half-done): ``put_nowait``, ``get_nowait``, ``task_done``, ``qsize``, ``empty``,
+    ``full``, ``shutdown`` and the queue's ``close()`` on a ``Queue`` or ``LifoQueue`` (not on a
+    ``PriorityQueue``: see there). Not the blocking calls, which may wait for the very thread
+    the handler interrupted. A handler's exception (KeyboardInterrupt) striking inside a put
+    leaves the item put or not, and in either case nothing waiting on it asleep; striking inside
+    a get, it may lose the item being got, as with ``queue.Queue``.
+
+    Copying or pickling it raises TypeError.
+    """
+
+    __slots__ = ()
 
     def put_nowait(self, item: T) -> None:
         """Put *item* if there is room, else raise ``queue.Full``; never blocks.
@@ -239,19 +256,9 @@ class SyncQueue(Generic[T]):
         while q._unfinished():
             _block(q._tjoiners, q._all_done, None)
 
-    def shutdown(self, immediate: bool = False) -> None:
-        """The queue's ``shutdown()``: see there."""
-        self._q.shutdown(immediate)
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    def __repr__(self) -> str:
-        return f"<aiowake.SyncQueue of {self._q!r}>"
-
 
 @final
-class AsyncQueue(Generic[T]):
+class AsyncQueue(_Face[T]):
     """``asyncio.Queue``'s interface to a ``Queue``, for tasks (``queue.async_q``).
 
     The coroutines (``put``, ``get``, ``join``) are for tasks of one loop: the queue binds to the
@@ -268,38 +275,7 @@ class AsyncQueue(Generic[T]):
     Copying or pickling it raises TypeError.
     """
 
-    __slots__ = ("_q",)
-
-    def __init__(self, parent: Queue[T]) -> None:
-        self._q = parent
-
-    @property
-    def maxsize(self) -> int:
-        """The queue's bound; ``<= 0``: unbounded."""
-        return self._q._maxsize
-
-    @property
-    def closed(self) -> bool:
-        """True once the queue is shut down or closed."""
-        return self._q._shutdown
-
-    @property
-    def unfinished_tasks(self) -> int:
-        """Items put and not yet ``task_done()``: those in the queue plus those got and not done."""
-        return self._q._unfinished()
-
-    def qsize(self) -> int:
-        """The number of items in the queue now. Any caller."""
-        return len(self._q._items)
-
-    def empty(self) -> bool:
-        """``qsize() == 0``, now. Any caller."""
-        return not self._q._items
-
-    def full(self) -> bool:
-        """``qsize() >= maxsize`` for a bounded queue, now; False if unbounded. Any caller."""
-        q = self._q
-        return 0 < q._maxsize <= len(q._items)
+    __slots__ = ()
 
     def put_nowait(self, item: T) -> None:
         """Put *item* if there is room, else raise ``asyncio.QueueFull``; ``AsyncQueueShutDown``
@@ -382,13 +358,3 @@ class AsyncQueue(Generic[T]):
         q = self._q
         while q._unfinished():
             await q._wait(q._ajoiners, q._all_done)
-
-    def shutdown(self, immediate: bool = False) -> None:
-        """The queue's ``shutdown()``: see there."""
-        self._q.shutdown(immediate)
-
-    def __reduce_ex__(self, protocol: Any) -> NoReturn:
-        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-    def __repr__(self) -> str:
-        return f"<aiowake.AsyncQueue of {self._q!r}>"
