@@ -1085,12 +1085,9 @@ def lifecycle_machine(factory: LoopFactory) -> type[RuleBasedStateMachine]:
                 for d in gen.dispatchers:
                     d.close()
             else:  # a worker closes them while the loop stops and closes (issue 17, #6)
-                # KNOWN FAILURE, open: Channel._close(), run on the closing thread once the loop
-                # has stopped, looks at loop.is_closed() and then calls loop.remove_reader() and
-                # (with jobs queued) loop.call_soon(); the loop's thread closing the loop in
-                # between makes close() raise on stock asyncio (RuntimeError "Event loop is
-                # closed", or the selector's KeyError, ValueError or RuntimeError), in about one
-                # race in ten. close() is documented never to raise: this check stays strict.
+                # The close runs on the worker once the loop has stopped, and the loop's thread
+                # closes the loop between its look and its calls: close() must not raise (it
+                # did, in about one race in ten on stock asyncio, before the fix).
                 go = threading.Event()
 
                 def close_all(_: int) -> None:
