@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections import deque
 
     from ._queue import Queue
+    from ._waiter import Waiter
 
 __all__ = [
     "AsyncQueue",
@@ -96,6 +97,34 @@ def _block(threads: deque[Any], ready: Callable[[], bool], deadline: float | Non
             threads.remove(lock)
         except ValueError:
             pass  # popped: a notifier released it, or is about to (and nothing waits on it then)
+
+
+def _block_turn(
+    q: Queue[Any],
+    threads: deque[Any],
+    tasks: deque[Waiter],
+    ready: Callable[[], bool],
+    deadline: float | None,
+) -> None:
+    """Thread: wait in *threads* (``_block``); a wait that ends by an exception passes its turn
+    on (``Queue._pass_on``), since it may have been woken for an item or room it will not use."""
+    try:
+        _block(threads, ready, deadline)
+    except BaseException:
+        q._pass_on(threads, tasks, ready)
+        raise
+
+
+async def _await_turn(
+    q: Queue[Any], tasks: deque[Waiter], threads: deque[Any], ready: Callable[[], bool]
+) -> None:
+    """Task: wait in *tasks* (``Queue._wait``); as ``_block_turn``, a wait that ends by an
+    exception (a cancellation) passes its turn on."""
+    try:
+        await q._wait(tasks, ready)
+    except BaseException:
+        q._pass_on(threads, tasks, ready)
+        raise
 
 
 class _Face(Generic[T]):
@@ -195,11 +224,7 @@ class SyncQueue(_Face[T]):
             except SyncQueueFull:
                 if not block or (deadline is not None and deadline <= monotonic()):
                     raise
-            try:
-                _block(q._tputters, q._can_put, deadline)
-            except BaseException:
-                q._pass_on(q._tputters, q._aputters, q._can_put)
-                raise
+            _block_turn(q, q._tputters, q._aputters, q._can_put, deadline)
 
     def get_nowait(self) -> T:
         """Remove and return the next item if there is one, else raise ``queue.Empty``.
@@ -230,11 +255,7 @@ class SyncQueue(_Face[T]):
                 raise SyncQueueShutDown(q._why)
             if not block or (deadline is not None and deadline <= monotonic()):
                 raise SyncQueueEmpty
-            try:
-                _block(q._tgetters, q._can_get, deadline)
-            except BaseException:
-                q._pass_on(q._tgetters, q._agetters, q._can_get)
-                raise
+            _block_turn(q, q._tgetters, q._agetters, q._can_get, deadline)
 
     def task_done(self) -> None:
         """Mark one item got from the queue (by either face) as processed, for ``join()``.
@@ -298,12 +319,8 @@ class AsyncQueue(_Face[T]):
                     return
                 except AsyncQueueFull:
                     pass
-                try:
-                    await q._wait(q._aputters, q._can_put)
-                    waited = True
-                except BaseException:
-                    q._pass_on(q._tputters, q._aputters, q._can_put)
-                    raise
+                await _await_turn(q, q._aputters, q._tputters, q._can_put)
+                waited = True
         finally:
             if waited:  # however it leaves: the service may have stopped at it (see _chain)
                 q._chain(q._aputters, q._can_put)
@@ -338,12 +355,8 @@ class AsyncQueue(_Face[T]):
                     pass
                 if q._drained():  # looked at after the take (see Queue._put)
                     raise AsyncQueueShutDown(q._why)
-                try:
-                    await q._wait(q._agetters, q._can_get)
-                    waited = True
-                except BaseException:
-                    q._pass_on(q._tgetters, q._agetters, q._can_get)
-                    raise
+                await _await_turn(q, q._agetters, q._tgetters, q._can_get)
+                waited = True
         finally:
             if waited:  # however it leaves: the service may have stopped at it (see _chain)
                 q._chain(q._agetters, q._can_get)
